@@ -1,0 +1,146 @@
+"""The ``rl-reason`` command line. Heavy imports happen inside commands, so ``--help`` is instant."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from rl_reason.config import ConfigError
+
+app = typer.Typer(
+    help="R1-style GRPO reasoning trainer: train, export traces, distill a student, evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+Overrides = Annotated[Optional[list[str]], typer.Argument(help="KEY=VALUE overrides, e.g. learning_rate=1e-5 model.name_or_path=out/sft")]
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="YAML recipe: GRPOConfig keys plus model/data/rewards/traces sections")],
+    overrides: Overrides = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint in output_dir")] = False,
+):
+    """GRPO training with TRL's GRPOTrainer; every scored completion is kept in OUTPUT_DIR/traces."""
+    from rl_reason.train import load_train_recipe
+    from rl_reason.train import train as run_train
+
+    try:
+        recipe = load_train_recipe(config, overrides or [])
+        result = run_train(recipe, resume=resume)
+    except ConfigError as exc:
+        _fail(str(exc))
+    typer.echo(f"done: {result.global_step} steps, model in {result.output_dir}, traces in {result.traces_dir}")
+
+
+@app.command()
+def export(
+    traces: Annotated[Path, typer.Argument(help="a run's traces/ directory (or one shard)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="where to write dataset/ and train.jsonl")],
+    min_reward: Annotated[float, typer.Option(help="keep completions whose weighted reward is at least this")] = 1.0,
+    correct_only: Annotated[bool, typer.Option("--correct-only", help="also require the math/code verifier to say correct")] = False,
+    select: Annotated[str, typer.Option(help="all: every passing completion; best: one per prompt")] = "all",
+    include_eval: Annotated[bool, typer.Option("--include-eval", help="also export completions sampled during evaluation")] = False,
+):
+    """Successful traces into a distillation dataset in chat `messages` form (HF dataset + JSONL)."""
+    from rl_reason.export import export as run_export
+
+    if select not in ("all", "best"):
+        _fail(f"--select: expected 'all' or 'best', got {select!r}")
+    try:
+        stats = run_export(traces, output, min_reward=min_reward, correct_only=correct_only, select=select, include_eval=include_eval)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    typer.echo(f"read {stats.read} traces, kept {stats.kept} from {stats.prompts} prompts -> {output}")
+    typer.echo(f"removed: {dict(stats.removed)}")
+
+
+@app.command()
+def distill(
+    config: Annotated[Path, typer.Argument(help="YAML recipe: SFTConfig keys plus model/data sections")],
+    overrides: Overrides = None,
+):
+    """Train a student on an exported dataset with TRL's SFTTrainer (loss on assistant tokens only)."""
+    from rl_reason.distill import distill as run_distill
+    from rl_reason.distill import load_distill_recipe
+
+    try:
+        out = run_distill(load_distill_recipe(config, overrides or []))
+    except ConfigError as exc:
+        _fail(str(exc))
+    typer.echo(f"done: student in {out}")
+
+
+@app.command("eval")
+def eval_(
+    model: Annotated[Path, typer.Argument(help="a model directory (save_pretrained format)")],
+    data: Annotated[str, typer.Option(help="'addition' (held-out procedural problems) or a JSONL/dataset path")] = "addition",
+    question_column: Annotated[str, typer.Option()] = "question",
+    answer_column: Annotated[str, typer.Option()] = "answer",
+    num_problems: Annotated[int, typer.Option(help="held-out problems for procedural data")] = 200,
+    limit: Annotated[Optional[int], typer.Option(help="evaluate only the first N rows of a file")] = None,
+    k: Annotated[int, typer.Option(help="report pass@k (unbiased) from n samples when k > 1")] = 1,
+    n: Annotated[Optional[int], typer.Option(help="samples per problem for pass@k (default k)")] = None,
+    temperature: Annotated[float, typer.Option()] = 1.0,
+    max_new_tokens: Annotated[int, typer.Option()] = 64,
+    seed: Annotated[int, typer.Option(help="data seed: the same seed gives the same held-out set")] = 0,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write the JSON report here")] = None,
+):
+    """Accuracy of a model on held-out problems, scored by the same reward code as training."""
+    from rl_reason.config import DataSection
+    from rl_reason.data import heldout_problems
+    from rl_reason.evaluate import evaluate
+    from rl_reason.preflight import check_model_path
+
+    try:
+        check_model_path(str(model), "eval")
+        section = DataSection(source=data, question_column=question_column, answer_column=answer_column, num_eval=num_problems, seed=seed, limit=limit)
+        problems = heldout_problems(section, where="eval")
+        if n is not None and n < k:
+            raise ConfigError(f"eval: --n {n} is smaller than --k {k}")
+    except ConfigError as exc:
+        _fail(str(exc))
+    report = evaluate(model, problems, k=k, n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
+    text = report.to_json()
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
+    typer.echo(text)
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("--output", "-o", help="directory for models, traces, dataset, summary.json")] = Path("demo_out"),
+    seed: Annotated[int, typer.Option()] = 0,
+    quick: Annotated[bool, typer.Option("--quick", help="tiny budgets, for smoke tests; the numbers mean nothing")] = False,
+    report_to: Annotated[str, typer.Option(help="'none' or 'wandb' (offline without an account)")] = "none",
+):
+    """The R1 pipeline in miniature: tiny model, warm start, GRPO, export, distill, evals."""
+    from rl_reason.demo import run_demo
+
+    try:
+        run_demo(output, seed=seed, quick=quick, report_to=report_to)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""Recipes: YAML files whose top-level keys are TRL argument names, plus the project's sections.
+
+A recipe for ``rl-reason train`` is a flat mapping of ``GRPOConfig`` fields (``learning_rate``,
+``num_generations``, ``report_to`` ...) next to four sections of our own::
+
+    model:   {name_or_path: tiny, size: tiny}
+    data:    {source: addition, num_train: 2000, ...}
+    rewards: [{name: math, weight: 1.0}, {name: format, weight: 0.2}]
+    traces:  {enabled: true}
+
+``rl-reason distill`` takes the same shape with ``SFTConfig`` fields. Every key is checked
+before anything heavy starts; a mistake ends in one line that names the key and the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+
+class ConfigError(ValueError):
+    """A user mistake in a recipe or an override: printed as one line, exit code 2."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSection(_Section):
+    # "tiny" builds the embedded model (no download) into OUTPUT_DIR/base_model.
+    name_or_path: str = "tiny"
+    size: Literal["tiny", "student"] = "tiny"
+    seed: int = 0
+
+
+class DataSection(_Section):
+    # "addition" is the procedural task; anything else is a JSONL file or a saved HF dataset dir.
+    source: str = "addition"
+    split: str | None = None
+    question_column: str = "question"
+    answer_column: str = "answer"
+    system_prompt: str | None = None  # None: the task's default prompt
+    num_train: int = Field(2000, ge=1)
+    num_eval: int = Field(200, ge=0)
+    min_digits: int = Field(2, ge=1)
+    max_digits: int = Field(4, ge=1)
+    seed: int = 0
+    limit: int | None = Field(None, ge=1)
+
+
+class RewardSpec(_Section):
+    name: str
+    weight: float = 1.0
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class TracesSection(_Section):
+    enabled: bool = True
+    dir: str | None = None  # default: OUTPUT_DIR/traces
+
+
+class WandbSection(_Section):
+    project: str = "rl-reason"
+    entity: str | None = None
+    group: str | None = None
+    tags: list[str] = Field(default_factory=list)
+
+
+class EvalSection(_Section):
+    max_new_tokens: int = Field(64, ge=1)
+    k: int = Field(1, ge=1)
+    temperature: float = Field(1.0, ge=0)
+
+
+SECTIONS: dict[str, type[BaseModel]] = {
+    "model": ModelSection,
+    "data": DataSection,
+    "traces": TracesSection,
+    "wandb": WandbSection,
+    "eval": EvalSection,
+}
+
+
+@dataclasses.dataclass
+class Recipe:
+    """A validated recipe: TRL arguments plus our sections."""
+
+    args: Any  # GRPOConfig or SFTConfig
+    model: ModelSection
+    data: DataSection
+    rewards: list[RewardSpec]
+    traces: TracesSection
+    wandb: WandbSection
+    eval: EvalSection
+    source: str  # where it came from, for messages
+    raw: dict  # the resolved mapping, logged to W&B
+
+
+def _parse_scalar(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[list[str], Any, str]]:
+    """``key=value`` strings into (path, value, original); ``model.size=student`` reaches a section."""
+    parsed = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE (for example learning_rate=1e-5)")
+        parsed.append((key.strip().split("."), _parse_scalar(value), item))
+    return parsed
+
+
+def _apply_override(raw: dict, path: list[str], value: Any, where: str) -> None:
+    if path[0] == "rewards" and len(path) == 3:
+        # rewards.<name>.<field>=value addresses a reward by its registry name.
+        rewards = raw.setdefault("rewards", [])
+        match = [r for r in rewards if isinstance(r, dict) and r.get("name") == path[1]]
+        if not match:
+            rewards.append({"name": path[1]})
+            match = rewards[-1:]
+        match[0][path[2]] = value
+        return
+    node = raw
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{where}: {'.'.join(path)} does not name a section")
+    node[path[-1]] = value
+
+
+def _did_you_mean(key: str, options) -> str:
+    close = difflib.get_close_matches(key, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _describe(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"] if p != "__root__")
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        return f"unknown key {loc!r}"
+    got = first.get("input")
+    return f"{loc}: {msg}, got {got!r}" if loc else f"{msg}, got {got!r}"
+
+
+def load_recipe(path: str | Path | None, overrides: list[str] = (), args_class=None, defaults: dict | None = None) -> Recipe:
+    """Read, merge overrides into, and validate a recipe. Raises ``ConfigError`` with one line."""
+    if args_class is None:
+        from trl import GRPOConfig as args_class
+    raw: dict = dict(defaults or {})
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{source}: config file not found")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            line = getattr(getattr(exc, "problem_mark", None), "line", None)
+            where = f" line {line + 1}" if line is not None else ""
+            raise ConfigError(f"{source}:{where} not valid YAML") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{source}: the top level must be a mapping of keys to values")
+        raw.update(loaded)
+    for key_path, value, original in parse_overrides(list(overrides)):
+        _apply_override(raw, key_path, value, f"override {original!r}")
+    return validate(raw, source, args_class)
+
+
+def validate(raw: dict, source: str, args_class) -> Recipe:
+    fields = {f.name: f for f in dataclasses.fields(args_class) if f.init}
+    sections: dict[str, Any] = {}
+    for name, model in SECTIONS.items():
+        value = raw.get(name) or {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: section {name!r} must be a mapping")
+        try:
+            sections[name] = model.model_validate(value)
+        except ValidationError as exc:
+            raise ConfigError(f"{source}: {name}.{_describe(exc)}") from None
+
+    rewards_raw = raw.get("rewards", [{"name": "math", "weight": 1.0}])
+    if not isinstance(rewards_raw, list):
+        raise ConfigError(f"{source}: rewards must be a list of {{name, weight}} entries")
+    rewards = []
+    for i, spec in enumerate(rewards_raw):
+        if isinstance(spec, str):
+            spec = {"name": spec}
+        try:
+            rewards.append(RewardSpec.model_validate(spec))
+        except ValidationError as exc:
+            raise ConfigError(f"{source}: rewards[{i}].{_describe(exc)}") from None
+    from rewards.registry import REWARDS
+
+    for spec in rewards:
+        if spec.name not in REWARDS and ":" not in spec.name:
+            raise ConfigError(
+                f"{source}: rewards: unknown reward {spec.name!r}{_did_you_mean(spec.name, REWARDS)}; "
+                f"choose from {sorted(REWARDS)} or give 'module:function'"
+            )
+
+    args_kwargs = {}
+    for key, value in raw.items():
+        if key in SECTIONS or key == "rewards":
+            continue
+        if key not in fields:
+            hint = _did_you_mean(key, list(fields) + list(SECTIONS) + ["rewards"])
+            raise ConfigError(f"{source}: unknown key {key!r}{hint}")
+        try:
+            TypeAdapter(fields[key].type).validate_python(value)
+        except ValidationError:
+            expected = str(fields[key].type).replace("typing.", "")
+            raise ConfigError(f"{source}: {key}: expected {expected}, got {value!r}") from None
+        args_kwargs[key] = value
+    if "reward_weights" in args_kwargs:
+        raise ConfigError(f"{source}: reward_weights: set each weight in the rewards section instead")
+    if rewards and "reward_weights" in fields:
+        args_kwargs["reward_weights"] = [r.weight for r in rewards]
+    if not args_kwargs.get("output_dir"):
+        raise ConfigError(f"{source}: output_dir is required (a recipe key or output_dir=DIR on the command line)")
+    try:
+        args = args_class(**args_kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{source}: {str(exc).splitlines()[0]}") from None
+    return Recipe(args=args, rewards=rewards, source=source, raw=raw, **sections)

@@ -1,0 +1,55 @@
+"""Checks that run before anything heavy: paths, output directories, device defaults."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from rl_reason.config import ConfigError
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def cpu_defaults() -> dict:
+    """On a machine without CUDA, train in fp32 on the CPU unless the recipe says otherwise."""
+    import torch
+
+    if torch.cuda.is_available():
+        return {}
+    return {"use_cpu": True, "bf16": False}
+
+
+def check_model_path(name_or_path: str, where: str) -> None:
+    """A local path must exist and hold a model; a Hub id (org/name) is left to transformers."""
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if path.is_dir() and not (path / "config.json").exists():
+            raise ConfigError(f"{where}: model.name_or_path: {name_or_path} has no config.json (not a saved model)")
+        return
+    if _HUB_ID.match(name_or_path) and not name_or_path.startswith((".", "/", "~")):
+        return
+    raise ConfigError(f"{where}: model.name_or_path: {name_or_path} does not exist")
+
+
+def check_output_dir(output_dir: str | Path, where: str) -> Path:
+    """Create ``output_dir`` if needed and prove it is writable; undo what we created on failure."""
+    path = Path(output_dir).expanduser()
+    created = []
+    probe_parent = path
+    while not probe_parent.exists():
+        created.append(probe_parent)
+        probe_parent = probe_parent.parent
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        for p in created:
+            try:
+                p.rmdir()
+            except OSError:
+                pass
+        raise ConfigError(f"{where}: output_dir: {path} is not writable ({exc.strerror or exc})") from None
+    return path

@@ -1,0 +1,128 @@
+"""The trace store: every scored completion, one JSON object per line, one shard per process rank.
+
+Writers buffer records in memory and append them to ``OUTPUT_DIR/traces/rank-XXXXX.jsonl``
+with one ``write`` + ``fsync`` per training step, so a crash loses at most the step in flight.
+Readers skip a truncated last line (the write a crash cut short) and report corrupt lines.
+
+Record fields (schema version 1)::
+
+    schema             1
+    run_id             the training run
+    step               policy step (optimizer updates done) when the completion was sampled
+    rank               process rank that scored it
+    mode               "train" or "eval"
+    group              id shared by the completions of one prompt in one generation batch
+    prompt             chat messages (or text) given to the policy
+    completion         generated text
+    answer             reference answer column, when the dataset has one
+    rewards            {reward function name: value or null}
+    reward             weighted total (TRL's nan-sum)
+    advantage          GRPO advantage used in the update
+    completion_tokens  number of completion tokens
+    truncated          true when generation hit max_completion_length before EOS
+    time               unix time when written
+    id, source         dataset row id and source, when present
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
+
+
+def shard_path(directory: str | Path, rank: int) -> Path:
+    return Path(directory) / f"rank-{rank:05d}.jsonl"
+
+
+class TraceWriter:
+    """Append-only, buffered writer for one rank's shard."""
+
+    def __init__(self, directory: str | Path, rank: int = 0, run_id: str = ""):
+        self.path = shard_path(directory, rank)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.rank = rank
+        self.run_id = run_id
+        self._buffer: list[str] = []
+        self._file = open(self.path, "a", encoding="utf-8")
+        self.written = 0
+
+    def add(self, record: dict) -> None:
+        record = {"schema": SCHEMA_VERSION, "run_id": self.run_id, "rank": self.rank, "time": time.time(), **record}
+        self._buffer.append(json.dumps(record, ensure_ascii=False, default=_jsonable))
+
+    def flush(self) -> None:
+        if not self._buffer:
+            return
+        # One write per step: a crash mid-write truncates only the last line, which readers skip.
+        self._file.write("\n".join(self._buffer) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.written += len(self._buffer)
+        self._buffer.clear()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self.flush()
+            self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _jsonable(value):
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def shards(directory: str | Path) -> list[Path]:
+    directory = Path(directory)
+    if directory.is_file():
+        return [directory]
+    if not directory.is_dir():
+        raise FileNotFoundError(f"trace directory not found: {directory}")
+    return sorted(directory.glob("*.jsonl"))
+
+
+def read_shard(path: Path, stats: dict | None = None) -> Iterator[dict]:
+    with open(path, "rb") as f:
+        data = f.read()
+    lines = data.split(b"\n")
+    # A file that does not end in "\n" has a last line a crash cut short.
+    last_complete = data.endswith(b"\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        is_last = i == len(lines) - 1
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            if stats is not None:
+                stats["truncated" if is_last and not last_complete else "corrupt"] += 1
+            if not (is_last and not last_complete):
+                log.warning("%s:%d: skipping a corrupt trace line", path, i + 1)
+            continue
+        if is_last and not last_complete and stats is not None:
+            stats["unterminated"] += 1
+        yield record
+
+
+def read_traces(directory: str | Path, stats: dict | None = None) -> Iterator[dict]:
+    """Every record of every shard under ``directory`` (or of one shard file)."""
+    if stats is not None:
+        for key in ("truncated", "corrupt", "unterminated"):
+            stats.setdefault(key, 0)
+    for path in shards(directory):
+        yield from read_shard(path, stats)

@@ -1,0 +1,136 @@
+"""``rl-reason train``: GRPO on TRL's GRPOTrainer, with rewards from ``rewards/`` and full traces.
+
+The whole recipe reads top to bottom: check everything, build data, rewards and model, train,
+save. All checks run before the model loads, so a typo costs a second, not a job.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from rl_reason.config import ConfigError, Recipe, load_recipe
+from rl_reason.preflight import check_model_path, check_output_dir, cpu_defaults
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    traces_dir: Path | None
+    global_step: int
+    log_history: list[dict]
+
+
+def load_train_recipe(path, overrides=(), defaults: dict | None = None) -> Recipe:
+    from trl import GRPOConfig
+
+    return load_recipe(path, overrides, args_class=GRPOConfig, defaults={**cpu_defaults(), **(defaults or {})})
+
+
+def setup_wandb(recipe: Recipe) -> None:
+    """W&B through transformers' WandbCallback; offline when no account is configured."""
+    report_to = recipe.args.report_to or []
+    if "wandb" not in report_to and report_to != "all":
+        return
+    os.environ.setdefault("WANDB_PROJECT", recipe.wandb.project)
+    if recipe.wandb.entity:
+        os.environ.setdefault("WANDB_ENTITY", recipe.wandb.entity)
+    if recipe.wandb.group:
+        os.environ.setdefault("WANDB_RUN_GROUP", recipe.wandb.group)
+    if recipe.wandb.tags:
+        os.environ.setdefault("WANDB_TAGS", ",".join(recipe.wandb.tags))
+    if "WANDB_API_KEY" not in os.environ and "WANDB_MODE" not in os.environ and not Path("~/.netrc").expanduser().exists():
+        os.environ["WANDB_MODE"] = "offline"
+        print("W&B: no account configured, logging offline; upload later with `wandb sync`")
+    os.environ.setdefault("WANDB_DIR", str(recipe.args.output_dir))
+
+
+def train(recipe: Recipe, resume: bool = False) -> TrainResult:
+    from rewards.registry import REQUIRED_COLUMNS, get_reward
+    from rl_reason.data import train_dataset
+    from rl_reason.tiny import build_tiny
+
+    args = recipe.args
+    # 1. Everything a user can get wrong, before anything heavy.
+    required = {c for r in recipe.rewards for c in REQUIRED_COLUMNS.get(r.name, ())}
+    dataset = train_dataset(recipe.data, required, where=recipe.source)
+    reward_funcs = [get_reward(r.name, **r.kwargs) for r in recipe.rewards]
+    if recipe.model.name_or_path != "tiny":
+        check_model_path(recipe.model.name_or_path, recipe.source)
+    output_dir = check_output_dir(args.output_dir, recipe.source)
+
+    # 2. The model: the embedded tiny one is built once and then loaded by path like any other.
+    model_path = recipe.model.name_or_path
+    if model_path == "tiny":
+        model_path = str(output_dir / "base_model")
+        if not (Path(model_path) / "config.json").exists():
+            build_tiny(model_path, size=recipe.model.size, seed=recipe.model.seed)
+
+    from transformers import AutoTokenizer
+
+    from rl_reason.traces import TraceWriter
+    from rl_reason.trainer import TracingGRPOTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    setup_wandb(recipe)
+
+    # 3. Traces: one shard per rank, appended across resumes.
+    writer = None
+    traces_dir = None
+    if recipe.traces.enabled:
+        from accelerate import PartialState
+
+        traces_dir = Path(recipe.traces.dir) if recipe.traces.dir else output_dir / "traces"
+        run_id = args.run_name or os.environ.get("RL_REASON_RUN_ID") or f"run-{uuid.uuid4().hex[:8]}"
+        writer = TraceWriter(traces_dir, rank=PartialState().process_index, run_id=run_id)
+
+    trainer = TracingGRPOTrainer(
+        model=model_path,
+        reward_funcs=reward_funcs,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        trace_writer=writer,
+    )
+    trainer.add_callback(_RecipeToWandb(recipe.raw))
+    try:
+        checkpoint = _last_checkpoint(output_dir) if resume else None
+        trainer.train(resume_from_checkpoint=checkpoint)
+    finally:
+        if writer is not None:
+            writer.close()
+    trainer.save_model(str(output_dir))
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(output_dir))
+    return TrainResult(output_dir, traces_dir, trainer.state.global_step, trainer.state.log_history)
+
+
+def _last_checkpoint(output_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    checkpoint = get_last_checkpoint(str(output_dir))
+    if checkpoint is None:
+        print(f"--resume: no checkpoint in {output_dir}, starting from scratch")
+    return checkpoint
+
+
+class _RecipeToWandb(TrainerCallback):
+    """The resolved recipe (our sections too, not only TrainingArguments) in the W&B run config."""
+
+    def __init__(self, raw: dict):
+        self.raw = raw
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero or "wandb" not in (args.report_to or []):
+            return
+        import wandb
+
+        if wandb.run is not None:
+            wandb.config.update({"recipe": self.raw}, allow_val_change=True)
+
+
+__all__ = ["ConfigError", "TrainResult", "load_train_recipe", "train"]

@@ -1,0 +1,120 @@
+"""Recipes and the CLI: every user mistake is one line naming the key and the file, exit code 2."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rl_reason.config import ConfigError
+from rl_reason.train import load_train_recipe
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path, data, name="recipe.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def base(tmp_path, **extra):
+    return {"output_dir": str(tmp_path / "out"), "max_steps": 1, "report_to": "none", **extra}
+
+
+def test_every_shipped_recipe_validates(tmp_path):
+    from rl_reason.distill import load_distill_recipe
+
+    recipes = sorted((REPO / "configs").glob("*.yaml"))
+    assert recipes, "configs/ has no recipes"
+    for path in recipes:
+        loader = load_distill_recipe if "distill" in path.name else load_train_recipe
+        recipe = loader(path, [f"output_dir={tmp_path / path.stem}"])
+        assert recipe.args.output_dir == str(tmp_path / path.stem)
+
+
+def test_trl_keys_sections_and_weights(tmp_path):
+    path = write(tmp_path, base(tmp_path, learning_rate=3e-4, num_generations=4, rewards=[{"name": "math", "weight": 2.0}, {"name": "format", "weight": 0.5}], model={"size": "student"}))
+    recipe = load_train_recipe(path)
+    assert recipe.args.learning_rate == 3e-4 and recipe.args.num_generations == 4
+    assert recipe.args.reward_weights == [2.0, 0.5]
+    assert recipe.model.size == "student"
+
+
+def test_overrides_reach_trl_keys_sections_and_rewards(tmp_path):
+    path = write(tmp_path, base(tmp_path, rewards=[{"name": "math"}]))
+    recipe = load_train_recipe(path, ["learning_rate=1e-5", "model.size=student", "data.num_train=10", "rewards.math.weight=0.25", "rewards.format.weight=0.1"])
+    assert recipe.args.learning_rate == 1e-5
+    assert recipe.model.size == "student" and recipe.data.num_train == 10
+    assert [(r.name, r.weight) for r in recipe.rewards] == [("math", 0.25), ("format", 0.1)]
+
+
+@pytest.mark.parametrize(
+    "data, overrides, expected",
+    [
+        ({"lerning_rate": 1e-4}, [], "unknown key 'lerning_rate' (did you mean 'learning_rate'?)"),
+        ({"model": {"nam_or_path": "x"}}, [], "model.nam_or_path"),
+        ({"num_generations": "eight"}, [], "num_generations: expected"),
+        ({}, ["learning_rate=fast"], "learning_rate: expected"),
+        ({"rewards": [{"name": "maths"}]}, [], "unknown reward 'maths'"),
+        ({"data": {"num_train": -1}}, [], "data.num_train"),
+        ({}, ["learning_rate"], "expected KEY=VALUE"),
+    ],
+)
+def test_mistakes_name_the_key_and_the_file(tmp_path, data, overrides, expected):
+    path = write(tmp_path, base(tmp_path, **data))
+    with pytest.raises(ConfigError) as info:
+        load_train_recipe(path, overrides)
+    message = str(info.value)
+    assert expected in message
+    assert "\n" not in message
+    assert str(path) in message or "override" in message
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "rl_reason.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_cli_help_for_every_command():
+    for command in ["", "train", "export", "distill", "eval", "demo"]:
+        proc = run_cli(*([command] if command else []), "--help")
+        assert proc.returncode == 0, proc.stderr
+        assert "Usage" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "setup, expected",
+    [
+        (lambda t: ["train", t / "missing.yaml"], "config file not found"),
+        (lambda t: ["train", write(t, base(t, lerning_rate=1))], "unknown key 'lerning_rate'"),
+        (lambda t: ["train", write(t, base(t)), "max_steps=many"], "max_steps: expected"),
+        (lambda t: ["train", write(t, base(t, model={"name_or_path": str(t / "no_model")}))], "does not exist"),
+        (lambda t: ["train", write(t, base(t, data={"source": str(t / "rows.jsonl")}))], "neither a procedural task"),
+        (lambda t: ["eval", t / "no_model"], "does not exist"),
+        (lambda t: ["distill", write(t, base(t, data={"source": str(t / "nothing")}))], "not found"),
+    ],
+)
+def test_cli_errors_exit_2_with_one_line(tmp_path, setup, expected):
+    proc = run_cli(*setup(tmp_path))
+    assert proc.returncode == 2, proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+    assert len(lines) == 1 and expected in lines[0], proc.stderr
+    assert not (tmp_path / "out").exists(), "nothing may be written for a bad recipe"
+
+
+def test_missing_reward_column_fails_before_model_loads(tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"question": "1+1", "solution": "2"}\n')
+    proc = run_cli("train", write(tmp_path, base(tmp_path, data={"source": str(rows)}, rewards=[{"name": "math"}])))
+    assert proc.returncode == 2
+    assert "need column(s) ['answer']" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_unwritable_output_dir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    proc = run_cli("train", write(tmp_path, base(tmp_path, output_dir=str(blocker / "out"))))
+    assert proc.returncode == 2
+    assert "output_dir" in proc.stderr and "not writable" in proc.stderr

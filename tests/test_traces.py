@@ -1,0 +1,66 @@
+"""Trace store: append per rank, flushed per step, readable after a crash."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+from rl_reason.traces import TraceWriter, read_traces, shard_path
+
+
+def test_write_read_and_append(tmp_path):
+    with TraceWriter(tmp_path, rank=0, run_id="r1") as w:
+        for i in range(3):
+            w.add({"step": i, "completion": f"c{i}", "reward": 1.0})
+        w.flush()
+        assert len(list(read_traces(tmp_path))) == 3
+    with TraceWriter(tmp_path, rank=0, run_id="r2") as w:  # a resumed run appends
+        w.add({"step": 3, "completion": "c3", "reward": 0.0})
+    with TraceWriter(tmp_path, rank=1, run_id="r2") as w:
+        w.add({"step": 3, "completion": "other rank", "reward": 0.0})
+    records = list(read_traces(tmp_path))
+    assert [r["step"] for r in records] == [0, 1, 2, 3, 3]
+    assert {r["rank"] for r in records} == {0, 1}
+    assert records[0]["run_id"] == "r1" and records[3]["run_id"] == "r2"
+    assert all(r["schema"] == 1 and isinstance(r["time"], float) for r in records)
+
+
+def test_truncated_last_line_is_skipped(tmp_path):
+    with TraceWriter(tmp_path, rank=0) as w:
+        w.add({"step": 0, "completion": "ok"})
+    with open(shard_path(tmp_path, 0), "a") as f:
+        f.write('{"step": 1, "completion": "cut sho')
+    stats = {}
+    records = list(read_traces(tmp_path, stats))
+    assert [r["step"] for r in records] == [0]
+    assert stats["truncated"] == 1 and stats["corrupt"] == 0
+
+
+def test_unflushed_records_are_lost_but_flushed_ones_survive_sigkill(tmp_path):
+    """A process killed mid-run keeps every step it flushed."""
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from rl_reason.traces import TraceWriter
+        w = TraceWriter({str(tmp_path)!r}, rank=0)
+        for step in range(5):
+            w.add({{"step": step}})
+            w.flush()
+        w.add({{"step": 99}})  # in flight, never flushed
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script])
+    assert proc.returncode == -9
+    assert [r["step"] for r in read_traces(tmp_path)] == [0, 1, 2, 3, 4]
+
+
+def test_non_ascii_and_odd_values_round_trip(tmp_path):
+    with TraceWriter(tmp_path) as w:
+        w.add({"completion": "ünïcode ∑ \n newline", "rewards": {"a": None}})
+    (record,) = read_traces(tmp_path)
+    assert record["completion"] == "ünïcode ∑ \n newline" and record["rewards"] == {"a": None}
+    line = open(shard_path(tmp_path, 0), encoding="utf-8").read()
+    assert line.count("\n") == 1 and json.loads(line)
+    assert os.path.getsize(shard_path(tmp_path, 0)) > 0
