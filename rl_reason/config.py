@@ -217,7 +217,8 @@ def validate(raw: dict, source: str, args_class) -> Recipe:
             hint = _did_you_mean(key, list(fields) + list(SECTIONS) + ["rewards"])
             raise ConfigError(f"{source}: unknown key {key!r}{hint}")
         try:
-            TypeAdapter(fields[key].type).validate_python(value)
+            # The validated value, not the raw one: an override "2e-4" is a string until here.
+            value = TypeAdapter(fields[key].type).validate_python(value)
         except ValidationError:
             expected = str(fields[key].type).replace("typing.", "")
             raise ConfigError(f"{source}: {key}: expected {expected}, got {value!r}") from None

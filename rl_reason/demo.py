@@ -1,7 +1,8 @@
 """``rl-reason demo``: the whole R1 pipeline in miniature, on a CPU, in minutes.
 
-build tiny model → warm-start SFT on reference solutions → eval → GRPO → eval → export the
-successful traces → distill a smaller student → eval the student (and its undistilled base).
+build tiny model → warm-start SFT on reference solutions → eval → GRPO → eval → rejection
+sampling from the RL checkpoint → export the successful traces → distill a smaller student →
+eval the student (and its undistilled base).
 
 Every number in ``summary.json`` comes from real generations on the same held-out problems
 with the same (greedy) decoding.
@@ -17,12 +18,18 @@ import yaml
 
 from rl_reason.config import DataSection
 
-# The task: 2–4 digit additions. Warm start sees reference solutions only briefly, so the
-# policy enters RL partly competent (as R1-Zero's base model was) and GRPO has room to help.
-DATA = {"source": "addition", "min_digits": 2, "max_digits": 4, "num_eval": 300}
+# The task: 1–3 digit additions worked column by column. The warm-start data come from a
+# sloppy teacher: 65% of its reference solutions forget every carry (their lines and boxed
+# answer are consistent, but wrong whenever a carry was needed). SFT copies the teacher, so
+# the warm-started policy drops carries under greedy decoding while still sampling careful
+# solutions about a third of the time. GRPO with a verifier that checks only the final
+# answer has to discover that carrying pays: the R1 story (RL improves on imperfect
+# imitation) in a form a CPU can run in minutes.
+DATA = {"source": "addition", "min_digits": 1, "max_digits": 3, "num_eval": 300}
 
 WARM_START = {
-    "num_problems": 5000,
+    "num_problems": 8000,
+    "sloppy_rate": 0.65,
     "args": {
         "num_train_epochs": 2,
         "learning_rate": 2e-3,
@@ -34,11 +41,13 @@ WARM_START = {
 }
 
 GRPO = {
-    "learning_rate": 1e-4,
+    # Adam moves every weight by about lr per step whatever the gradient's size, and GRPO
+    # gradients on 64 samples are noisy: above ~1e-4 this tiny policy collapses (measured).
+    "learning_rate": 3e-5,
     "num_generations": 8,
     "per_device_train_batch_size": 64,
     "max_completion_length": 64,
-    "max_steps": 150,
+    "max_steps": 120,
     "temperature": 1.0,
     "beta": 0.0,
     "logging_steps": 5,
@@ -49,8 +58,11 @@ GRPO = {
     "rewards": [{"name": "math", "weight": 1.0}, {"name": "format", "weight": 0.1}],
 }
 
+# R1's distillation data: rejection sampling from the RL checkpoint on fresh problems.
+REJECTION_SAMPLING = {"num_problems": 4000, "num_samples": 2, "temperature": 1.0}
+
 DISTILL = {
-    "num_train_epochs": 4,
+    "num_train_epochs": 3,
     "learning_rate": 3e-3,
     "per_device_train_batch_size": 32,
     "lr_scheduler_type": "cosine",
@@ -65,6 +77,7 @@ QUICK = {  # --quick: the same pipeline with tiny budgets, for tests (numbers ar
     "warm_epochs": 1,
     "grpo_steps": 2,
     "num_eval": 16,
+    "sample_problems": 16,
     "distill_epochs": 1,
 }
 
@@ -96,6 +109,7 @@ def run_demo(output: str | Path, seed: int = 0, quick: bool = False, report_to: 
     from rl_reason.evaluate import evaluate
     from rl_reason.export import export
     from rl_reason.preflight import check_output_dir
+    from rl_reason.sample import sample_traces
     from rl_reason.sft import run_sft
     from rl_reason.task import make_problems, prompt_messages
     from rl_reason.tiny import build_tiny
@@ -123,7 +137,10 @@ def run_demo(output: str | Path, seed: int = 0, quick: bool = False, report_to: 
 
     # 2. Warm start on procedural reference solutions (<think> column work, \boxed{answer}).
     n_warm = QUICK["warm_problems"] if quick else WARM_START["num_problems"]
-    warm_rows = make_problems(n_warm, seed=seed + 1, min_digits=data.min_digits, max_digits=data.max_digits, exclude=held_questions)
+    warm_rows = make_problems(
+        n_warm, seed=seed + 1, min_digits=data.min_digits, max_digits=data.max_digits,
+        exclude=held_questions, sloppy_rate=WARM_START["sloppy_rate"],
+    )
     warm_ds = Dataset.from_list(
         [{"messages": prompt_messages(r["question"]) + [{"role": "assistant", "content": r["solution"]}]} for r in warm_rows]
     )
@@ -152,7 +169,19 @@ def run_demo(output: str | Path, seed: int = 0, quick: bool = False, report_to: 
     policy_acc = accuracy(out / "grpo")
     print(f"[demo] policy accuracy {policy_acc:.3f}")
 
-    # 4. Export successful traces and distill the small student on them.
+    # 4. Rejection sampling from the RL checkpoint, into the same trace store.
+    n_sample = QUICK["sample_problems"] if quick else REJECTION_SAMPLING["num_problems"]
+    sample_rows = make_problems(n_sample, seed=seed + 2, min_digits=data.min_digits, max_digits=data.max_digits, exclude=held_questions)
+    sampled = sample_traces(
+        out / "grpo", sample_rows, result.traces_dir,
+        reward_specs=[(r["name"], r["weight"], {}) for r in GRPO["rewards"]],
+        num_samples=REJECTION_SAMPLING["num_samples"], temperature=REJECTION_SAMPLING["temperature"],
+        max_new_tokens=GRPO["max_completion_length"], seed=seed, run_id=f"demo-seed{seed}-sample",
+    )
+    print(f"[demo] rejection sampling: {sampled['correct']} of {sampled['samples']} samples correct")
+    stage("rejection_sampling")
+
+    # 5. Export successful traces and distill the small student on them.
     stats = export(result.traces_dir, out / "export", min_reward=1.0, correct_only=True, select="all")
     stage("export")
     student_base_acc = accuracy(models / "student_base")
@@ -175,6 +204,8 @@ def run_demo(output: str | Path, seed: int = 0, quick: bool = False, report_to: 
         "exported": stats.kept,
         "heldout_problems": len(heldout),
         "grpo_steps": result.global_step,
+        "grpo_traces": stats.read - sampled["samples"],
+        "sampled_traces": sampled["samples"],
         "seed": seed,
         "quick": quick,
         "stage_seconds": timings,

@@ -54,7 +54,7 @@ def select_records(
     by_prompt: dict[str, list[dict]] = {}
     for r in records:
         stats.read += 1
-        if r.get("mode", "train") != "train" and not include_eval:
+        if r.get("mode") == "eval" and not include_eval:
             stats.removed["eval_mode"] += 1
             continue
         reward = r.get("reward")

@@ -23,7 +23,9 @@ CHAT_TEMPLATE = (
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{%- endif %}"
 )
-SPECIAL_TOKENS = ["<|pad|>", "<|im_start|>", "<|im_end|>"]
+# <|endoftext|> is in the vocabulary because AutoTokenizer resolves a qwen2 model to Qwen2Tokenizer,
+# which would otherwise append it as a new unk token past the embedding matrix.
+SPECIAL_TOKENS = ["<|pad|>", "<|im_start|>", "<|im_end|>", "<|endoftext|>"]
 # Not special: decoding with skip_special_tokens=True (as TRL does) must keep them.
 REASONING_TOKENS = ["<think>", "</think>"]
 
@@ -60,6 +62,7 @@ def build_tokenizer(vocab_size: int = 300) -> PreTrainedTokenizerFast:
         pad_token="<|pad|>",
         eos_token="<|im_end|>",
         bos_token=None,
+        unk_token="<|endoftext|>",
         padding_side="left",
         model_max_length=512,
     )

@@ -44,8 +44,8 @@ def shard_path(directory: str | Path, rank: int) -> Path:
 class TraceWriter:
     """Append-only, buffered writer for one rank's shard."""
 
-    def __init__(self, directory: str | Path, rank: int = 0, run_id: str = ""):
-        self.path = shard_path(directory, rank)
+    def __init__(self, directory: str | Path, rank: int = 0, run_id: str = "", shard: str | None = None):
+        self.path = Path(directory) / f"{shard}.jsonl" if shard else shard_path(directory, rank)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.rank = rank
         self.run_id = run_id

@@ -18,7 +18,8 @@ def test_quick_demo_writes_summary_and_plot(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     for key in ["warm_start_accuracy", "policy_accuracy", "student_base_accuracy", "student_accuracy"]:
         assert 0.0 <= summary[key] <= 1.0
-    assert summary["traces"] == summary["grpo_steps"] * 64 > 0
+    assert summary["grpo_traces"] == summary["grpo_steps"] * 64 > 0
+    assert summary["traces"] == summary["grpo_traces"] + summary["sampled_traces"]
     assert 0 <= summary["exported"] <= summary["traces"]
     assert summary["wall_seconds"] > 0
     png = (out / "reward_curve.png").read_bytes()
