@@ -135,6 +135,60 @@ def demo(
         _fail(str(exc))
 
 
+@app.command()
+def launch(
+    config: Annotated[Path, typer.Argument(help="the training recipe")],
+    overrides: Overrides = None,
+    accelerate_config: Annotated[str, typer.Option(help="zero2, zero3, zero3_offload, multi_gpu (configs/accelerate) or a .yaml path")] = "zero2",
+    num_machines: Annotated[int, typer.Option(help="training nodes")] = 1,
+    processes_per_machine: Annotated[int, typer.Option(help="processes (GPUs) per training node")] = 1,
+    machine_rank: Annotated[Optional[int], typer.Option(help="this node's rank (default: $NODE_RANK, $SLURM_NODEID or 0)")] = None,
+    main_process_ip: Annotated[str, typer.Option(help="rank-0 node address (default: $MASTER_ADDR or 127.0.0.1)")] = "",
+    main_process_port: Annotated[int, typer.Option()] = 29500,
+    slurm: Annotated[bool, typer.Option("--slurm", help="take nodes, ranks and GPUs from the SLURM allocation")] = False,
+    vllm_node: Annotated[bool, typer.Option("--vllm-node", help="with --slurm: the last node serves vLLM for the others")] = False,
+    model: Annotated[Optional[str], typer.Option(help="model the vLLM server serves (the recipe's policy)")] = None,
+    resume: Annotated[bool, typer.Option("--resume")] = False,
+    vllm_timeout: Annotated[float, typer.Option(help="seconds training nodes wait for the vLLM server's /health")] = 900.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print every node's command and exit")] = False,
+):
+    """Start this node's part of a (multi-node) run, or print every node's command with --dry-run."""
+    import os
+
+    from rl_reason.launch import LaunchPlan, all_commands, format_commands, plan_from_slurm
+
+    plan = LaunchPlan(
+        recipe=str(config), overrides=overrides or [], accelerate_config=accelerate_config,
+        num_machines=num_machines, processes_per_machine=processes_per_machine,
+        main_process_ip=main_process_ip or os.environ.get("MASTER_ADDR", "127.0.0.1"),
+        main_process_port=main_process_port, model=model, resume=resume,
+    )
+    try:
+        if slurm:
+            plan = plan_from_slurm(plan, use_vllm_node=vllm_node)
+        commands = all_commands(plan)
+    except (ValueError, KeyError) as exc:
+        _fail(f"launch: {exc}")
+    if dry_run:
+        typer.echo(format_commands(commands))
+        return
+    rank = machine_rank
+    if rank is None:
+        rank = int(os.environ.get("NODE_RANK") or os.environ.get("SLURM_NODEID") or 0)
+    node = list(commands)[rank]
+    cmd = commands[node]
+    if plan.vllm_node and node != plan.vllm_node:
+        from rl_reason.launch import wait_for_vllm
+
+        typer.echo(f"[{node}] waiting for the vLLM server on {plan.vllm_node}:{plan.vllm_port}", err=True)
+        try:
+            wait_for_vllm(plan.vllm_node, plan.vllm_port, timeout=vllm_timeout)
+        except TimeoutError as exc:
+            _fail(str(exc))
+    typer.echo(f"[{node}] {' '.join(cmd)}", err=True)
+    os.execvp(cmd[0], cmd)
+
+
 def main() -> None:
     try:
         app()

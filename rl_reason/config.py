@@ -142,14 +142,13 @@ def _did_you_mean(key: str, options) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _describe(err: ValidationError) -> str:
+def _describe(err: ValidationError, prefix: str, model: type[BaseModel]) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"] if p != "__root__")
-    msg = first["msg"]
     if first["type"] == "extra_forbidden":
-        return f"unknown key {loc!r}"
-    got = first.get("input")
-    return f"{loc}: {msg}, got {got!r}" if loc else f"{msg}, got {got!r}"
+        return f"unknown key '{prefix}.{loc}'{_did_you_mean(loc, model.model_fields)}"
+    where = f"{prefix}.{loc}" if loc else prefix
+    return f"{where}: {first['msg']}, got {first.get('input')!r}"
 
 
 def load_recipe(path: str | Path | None, overrides: list[str] = (), args_class=None, defaults: dict | None = None) -> Recipe:
@@ -187,7 +186,7 @@ def validate(raw: dict, source: str, args_class) -> Recipe:
         try:
             sections[name] = model.model_validate(value)
         except ValidationError as exc:
-            raise ConfigError(f"{source}: {name}.{_describe(exc)}") from None
+            raise ConfigError(f"{source}: {_describe(exc, name, model)}") from None
 
     rewards_raw = raw.get("rewards", [{"name": "math", "weight": 1.0}])
     if not isinstance(rewards_raw, list):
@@ -199,7 +198,7 @@ def validate(raw: dict, source: str, args_class) -> Recipe:
         try:
             rewards.append(RewardSpec.model_validate(spec))
         except ValidationError as exc:
-            raise ConfigError(f"{source}: rewards[{i}].{_describe(exc)}") from None
+            raise ConfigError(f"{source}: {_describe(exc, f'rewards[{i}]', RewardSpec)}") from None
     from rewards.registry import REWARDS
 
     for spec in rewards:

@@ -52,7 +52,7 @@ GRPO = {
     "beta": 0.0,
     "logging_steps": 5,
     "lr_scheduler_type": "constant",
-    "gradient_checkpointing": False,
+    "activation_checkpointing": False,
     "save_strategy": "no",
     "report_to": "none",
     "rewards": [{"name": "math", "weight": 1.0}, {"name": "format", "weight": 0.1}],
@@ -62,7 +62,9 @@ GRPO = {
 REJECTION_SAMPLING = {"num_problems": 4000, "num_samples": 2, "temperature": 1.0}
 
 DISTILL = {
-    "num_train_epochs": 3,
+    # A fixed step budget, whatever the export's size: the student needs ~900 updates to learn
+    # column addition from scratch (measured: 92% held-out after 940 steps on reference data).
+    "max_steps": 900,
     "learning_rate": 3e-3,
     "per_device_train_batch_size": 32,
     "lr_scheduler_type": "cosine",
@@ -78,7 +80,7 @@ QUICK = {  # --quick: the same pipeline with tiny budgets, for tests (numbers ar
     "grpo_steps": 2,
     "num_eval": 16,
     "sample_problems": 16,
-    "distill_epochs": 1,
+    "distill_steps": 4,
 }
 
 
@@ -87,19 +89,20 @@ def _sft_args(output_dir: Path, overrides: dict, seed: int, report_to: str):
 
     from rl_reason.preflight import cpu_defaults
 
-    return SFTConfig(
-        output_dir=str(output_dir),
-        assistant_only_loss=True,
-        gradient_checkpointing=False,
-        save_strategy="no",
-        logging_steps=25,
-        report_to=report_to,
-        seed=seed,
-        weight_decay=0.0,
-        disable_tqdm=True,
+    kwargs = {
+        "output_dir": str(output_dir),
+        "assistant_only_loss": True,
+        "activation_checkpointing": False,
+        "save_strategy": "no",
+        "logging_steps": 25,
+        "report_to": report_to,
+        "seed": seed,
+        "weight_decay": 0.0,
+        "disable_tqdm": True,
         **cpu_defaults(),
         **overrides,
-    )
+    }
+    return SFTConfig(**kwargs)
 
 
 def run_demo(output: str | Path, seed: int = 0, quick: bool = False, report_to: str = "none") -> dict:
@@ -185,7 +188,7 @@ def run_demo(output: str | Path, seed: int = 0, quick: bool = False, report_to: 
     stats = export(result.traces_dir, out / "export", min_reward=1.0, correct_only=True, select="all")
     stage("export")
     student_base_acc = accuracy(models / "student_base")
-    distill_args = dict(DISTILL, **({"num_train_epochs": QUICK["distill_epochs"]} if quick else {}))
+    distill_args = dict(DISTILL, **({"max_steps": QUICK["distill_steps"]} if quick else {}))
     if stats.kept:
         from rl_reason.distill import load_messages
 

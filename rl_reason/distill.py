@@ -12,7 +12,7 @@ from pathlib import Path
 from rl_reason.config import ConfigError, Recipe, load_recipe
 from rl_reason.preflight import check_model_path, check_output_dir, cpu_defaults
 
-SFT_DEFAULTS = {"assistant_only_loss": True, "gradient_checkpointing": False}
+SFT_DEFAULTS = {"assistant_only_loss": True, "activation_checkpointing": False}
 
 
 def load_distill_recipe(path, overrides=(), defaults: dict | None = None) -> Recipe:

@@ -17,7 +17,7 @@ def cpu_defaults() -> dict:
 
     if torch.cuda.is_available():
         return {}
-    return {"use_cpu": True, "bf16": False}
+    return {"use_cpu": True, "bf16": False, "activation_checkpointing": False}
 
 
 def check_model_path(name_or_path: str, where: str) -> None:

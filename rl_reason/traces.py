@@ -126,3 +126,24 @@ def read_traces(directory: str | Path, stats: dict | None = None) -> Iterator[di
             stats.setdefault(key, 0)
     for path in shards(directory):
         yield from read_shard(path, stats)
+
+
+def rewind_shard(path: str | Path, step: int) -> int:
+    """Drop a shard's training records from ``step`` on (atomically); returns how many were dropped.
+
+    On ``--resume`` from a checkpoint at ``step``, the steps after it are re-run, so the records the
+    crashed run wrote for them would otherwise appear twice.
+    """
+    path = Path(path)
+    if not path.exists():
+        return 0
+    kept, dropped = [], 0
+    for record in read_shard(path):
+        if record.get("mode") in ("train", "eval") and isinstance(record.get("step"), int) and record["step"] >= step:
+            dropped += 1
+        else:
+            kept.append(json.dumps(record, ensure_ascii=False))
+    tmp = path.with_suffix(".rewind.tmp")
+    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    os.replace(tmp, path)
+    return dropped

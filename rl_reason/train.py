@@ -66,9 +66,13 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
     # 2. The model: the embedded tiny one is built once and then loaded by path like any other.
     model_path = recipe.model.name_or_path
     if model_path == "tiny":
+        from accelerate import PartialState
+
         model_path = str(output_dir / "base_model")
-        if not (Path(model_path) / "config.json").exists():
-            build_tiny(model_path, size=recipe.model.size, seed=recipe.model.seed)
+        # One writer per node; the other ranks wait, then load the same files.
+        with PartialState().local_main_process_first():
+            if not (Path(model_path) / "config.json").exists():
+                build_tiny(model_path, size=recipe.model.size, seed=recipe.model.seed)
 
     from transformers import AutoTokenizer
 
@@ -79,14 +83,22 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
     setup_wandb(recipe)
 
     # 3. Traces: one shard per rank, appended across resumes.
+    checkpoint = _last_checkpoint(output_dir) if resume else None
     writer = None
     traces_dir = None
     if recipe.traces.enabled:
         from accelerate import PartialState
 
+        from rl_reason.traces import rewind_shard, shard_path
+
+        rank = PartialState().process_index
         traces_dir = Path(recipe.traces.dir) if recipe.traces.dir else output_dir / "traces"
-        run_id = args.run_name or os.environ.get("RL_REASON_RUN_ID") or f"run-{uuid.uuid4().hex[:8]}"
-        writer = TraceWriter(traces_dir, rank=PartialState().process_index, run_id=run_id)
+        if checkpoint:
+            step = int(Path(checkpoint).name.rsplit("-", 1)[-1])
+            dropped = rewind_shard(shard_path(traces_dir, rank), step)
+            if dropped:
+                print(f"rank {rank}: resuming at step {step}, dropped {dropped} traces of the steps that will re-run")
+        writer = TraceWriter(traces_dir, rank=rank, run_id=_run_id(args, output_dir, resumed=bool(checkpoint)))
 
     trainer = TracingGRPOTrainer(
         model=model_path,
@@ -98,7 +110,6 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
     )
     trainer.add_callback(_RecipeToWandb(recipe.raw))
     try:
-        checkpoint = _last_checkpoint(output_dir) if resume else None
         trainer.train(resume_from_checkpoint=checkpoint)
     finally:
         if writer is not None:
@@ -107,6 +118,26 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(output_dir))
     return TrainResult(output_dir, traces_dir, trainer.state.global_step, trainer.state.log_history)
+
+
+def _run_id(args, output_dir: Path, resumed: bool) -> str:
+    """The run name, or an id kept in OUTPUT_DIR/run_id so a resumed run keeps its id."""
+    if args.run_name:
+        return args.run_name
+    path = output_dir / "run_id"
+    if resumed and path.exists():
+        return path.read_text().strip()
+    from accelerate import PartialState
+
+    state = PartialState()
+    run_id = os.environ.get("RL_REASON_RUN_ID") or f"run-{uuid.uuid4().hex[:8]}"
+    if state.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        run_id = broadcast_object_list([run_id])[0]  # one id for every rank
+    if state.is_main_process:
+        path.write_text(run_id)
+    return run_id
 
 
 def _last_checkpoint(output_dir: Path) -> str | None:

@@ -23,7 +23,7 @@ def recipe_file(tmp_path, model_dir, **extra):
         "learning_rate": 1e-3,
         "save_strategy": "no",
         "report_to": "none",
-        "gradient_checkpointing": False,
+        "activation_checkpointing": False,
         **extra,
     }
     path = tmp_path / "recipe.yaml"
