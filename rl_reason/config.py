@@ -103,9 +103,14 @@ class Recipe:
 
 def _parse_scalar(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    # YAML 1.1 reads yes/no/on/off as booleans; on the command line they are strings
+    # (save_strategy=no), and only true/false are booleans.
+    if isinstance(value, bool) and text.strip().lower() not in ("true", "false"):
+        return text
+    return value
 
 
 def parse_overrides(overrides: list[str]) -> list[tuple[list[str], Any, str]]:
@@ -149,6 +154,21 @@ def _describe(err: ValidationError, prefix: str, model: type[BaseModel]) -> str:
         return f"unknown key '{prefix}.{loc}'{_did_you_mean(loc, model.model_fields)}"
     where = f"{prefix}.{loc}" if loc else prefix
     return f"{where}: {first['msg']}, got {first.get('input')!r}"
+
+
+def _check_type(key: str, value: Any, annotation: Any, source: str) -> Any:
+    """The validated value (an override "2e-4" is a string until here), or a one-line error."""
+    adapter = TypeAdapter(annotation)
+    candidates = [value]
+    if value is False:
+        candidates.append("no")  # `save_strategy: no` in YAML 1.1 is the boolean False
+    for candidate in candidates:
+        try:
+            return adapter.validate_python(candidate)
+        except ValidationError:
+            continue
+    expected = str(annotation).replace("typing.", "")
+    raise ConfigError(f"{source}: {key}: expected {expected}, got {value!r}")
 
 
 def load_recipe(path: str | Path | None, overrides: list[str] = (), args_class=None, defaults: dict | None = None) -> Recipe:
@@ -215,13 +235,7 @@ def validate(raw: dict, source: str, args_class) -> Recipe:
         if key not in fields:
             hint = _did_you_mean(key, list(fields) + list(SECTIONS) + ["rewards"])
             raise ConfigError(f"{source}: unknown key {key!r}{hint}")
-        try:
-            # The validated value, not the raw one: an override "2e-4" is a string until here.
-            value = TypeAdapter(fields[key].type).validate_python(value)
-        except ValidationError:
-            expected = str(fields[key].type).replace("typing.", "")
-            raise ConfigError(f"{source}: {key}: expected {expected}, got {value!r}") from None
-        args_kwargs[key] = value
+        args_kwargs[key] = _check_type(key, value, fields[key].type, source)
     if "reward_weights" in args_kwargs:
         raise ConfigError(f"{source}: reward_weights: set each weight in the rewards section instead")
     if rewards and "reward_weights" in fields:

@@ -72,12 +72,27 @@ def test_mistakes_name_the_key_and_the_file(tmp_path, data, overrides, expected)
     assert str(path) in message or "override" in message
 
 
-def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "rl_reason.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+class _Result:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def run_cli(*args):
+    """The CLI in-process (a subprocess per case would pay TRL's import every time)."""
+    from typer.testing import CliRunner
+
+    from rl_reason.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return _Result(result.exit_code, result.stdout, result.stderr)
+
+
+def run_cli_process(*args):
+    return subprocess.run([sys.executable, "-m", "rl_reason.cli", *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
 def test_cli_help_for_every_command():
-    for command in ["", "train", "export", "distill", "eval", "demo"]:
+    for command in ["", "train", "export", "distill", "eval", "demo", "launch"]:
         proc = run_cli(*([command] if command else []), "--help")
         assert proc.returncode == 0, proc.stderr
         assert "Usage" in proc.stdout
@@ -118,3 +133,9 @@ def test_unwritable_output_dir(tmp_path):
     proc = run_cli("train", write(tmp_path, base(tmp_path, output_dir=str(blocker / "out"))))
     assert proc.returncode == 2
     assert "output_dir" in proc.stderr and "not writable" in proc.stderr
+
+
+def test_console_script_exit_code_in_a_real_process(tmp_path):
+    proc = run_cli_process("train", write(tmp_path, base(tmp_path, lerning_rate=1)))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ")

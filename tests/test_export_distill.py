@@ -12,7 +12,7 @@ PROMPT_B = [{"role": "system", "content": "sys"}, {"role": "user", "content": "3
 
 
 def rec(prompt, completion, reward, correct=None, **kw):
-    rewards = {"accuracy_reward": correct if correct is not None else (1.0 if reward >= 1 else 0.0)}
+    rewards = {"accuracy_reward": correct if correct is not None else (1.0 if (reward or 0) >= 1 else 0.0)}
     return {"prompt": prompt, "completion": completion, "reward": reward, "rewards": rewards, "mode": "train", "truncated": False, **kw}
 
 
