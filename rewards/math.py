@@ -172,7 +172,7 @@ def check_batch(pairs, timeout: float = DEFAULT_TIMEOUT, workers: int | None = N
         from rewards.math_pool import get_pool
 
         keys = list(todo)
-        pool = get_pool(_WORKER_FN, workers, preload=("rewards.math_compare",))
+        pool = get_pool(_WORKER_FN, workers)
         pol_dict = asdict(pol)
         answers = pool.run([(k[0], k[1], pol_dict) for k in keys], timeout=timeout)
         _STATS["pool_tasks"] += len(keys)

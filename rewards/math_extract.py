@@ -86,11 +86,14 @@ def extract_answer(text, fallbacks: bool | tuple[str, ...] | list[str] = False) 
         names = ALL_FALLBACKS if fallbacks is True else tuple(fallbacks or ())
         best = -1
         for name in names:
-            for m in FALLBACKS[name].finditer(text):
+            pat, pos = FALLBACKS[name], 0
+            # overlapping search: in "Final Answer: The final answer is 5" the inner phrase wins
+            while (m := pat.search(text, pos)) is not None:
                 if m.start() > best and m.group(1).strip():
                     best, ans = m.start(), m.group(1).strip()
+                pos = m.start() + 1
         if ans is not None:
-            ans = re.sub(r"^\*+|\*+$", "", ans).strip() or None  # markdown bold
+            ans = re.sub(r"^[\s*]+|[\s*]+$", "", ans) or None  # markdown bold
     if ans is not None and len(ans) > MAX_ANSWER:
         return None
     return ans

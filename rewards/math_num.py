@@ -25,8 +25,8 @@ class Num:
     @property
     def sig_digits(self) -> int:
         """Significant digits a rounded decimal states (for "85.71": 4)."""
-        s = format(abs(self.value) * 10 ** (self.decimals or 0), "f").split(".")[0].lstrip("0")
-        return len(s)
+        scaled = abs(self.value) * 10 ** (self.decimals or 0)
+        return len(str(int(scaled)).lstrip("0"))
 
 
 _NUM_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
@@ -35,7 +35,7 @@ _FRAC_RE = re.compile(r"([+-]?)\\[dtc]?frac\{([+-]?\d+)\}\{([+-]?\d+)\}")
 _SLASH_RE = re.compile(r"([+-]?\d+)/(\d+)")
 _SCI_RE = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*(?:\\times|\\cdot|\*|x|×)\s*10\^\{?([+-]?\d+)\}?")
 # Decorations that never change a number's value.
-_STRIP_RE = re.compile(r"\\[,;:!]|\\quad|\\ |\$|\\left|\\right|\\displaystyle|\{,\}")
+_STRIP_RE = re.compile(r"\\\$|\\[,;:!]|\\quad|\\ |\$|\\left|\\right|\\displaystyle|\{,\}")
 _CIRC_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°")
 
 
@@ -69,7 +69,8 @@ def parse_number(s: str) -> Num | None:
     for suffix in ("\\%", "%"):
         if s.endswith(suffix):
             s, percent = s[: -len(suffix)].strip(), True
-    s = s.replace(" ", "")
+    if "," not in s:  # "1 000" is a number, "32, 349" is a pair
+        s = s.replace(" ", "")
     if not s or len(s) > MAX_DIGITS:
         return None
     num = parse_decimal(s)
@@ -127,12 +128,20 @@ def _close(gold: Num, pred: Num, policy: NumPolicy) -> bool:
     gd, pd = gold.decimals, pred.decimals
     if gd is None and gold.value.denominator == 1:
         return False  # an integer gold is exact: 9.999999999999999 is not 10
-    if pd is not None and (gd is None or pd < gd):
+    if pd is None and gd is not None and gd >= 2 and pred.value.denominator == 1:
+        coarse, fine, need = pred, gold, 3
+    elif pd is not None and (gd is None or pd < gd):
         coarse, fine, need = pred, gold, policy.min_sig_exact if gd is None else policy.min_sig_rounded
     elif gd is not None and (pd is None or gd < pd):
         coarse, fine, need = gold, pred, policy.min_sig_rounded
     else:
         return False  # same stated precision, or both exact: the values must be equal
+    if coarse.decimals is None:
+        # an integer written against a value with >= 2 decimals (118 for 117.95): a rounding
+        # only when it states >= 3 digits, so 13 never passes for 12.5
+        if fine.decimals is None or fine.decimals < 2 or len(str(abs(coarse.value.numerator))) < 3:
+            return False
+        return _round(fine.value, 0, "round") == coarse.value
     if coarse.decimals == 0 or coarse.sig_digits < need:
         return False
     return any(_round(fine.value, coarse.decimals, m) == coarse.value for m in ("round", "trunc"))

@@ -12,11 +12,12 @@ the cost of a respawn. Safe from any thread or event loop: callers only wait on 
 from __future__ import annotations
 
 import atexit
-import multiprocessing as mp
 import os
+import subprocess
+import sys
 import threading
 import time
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
 
 WORKER_MEMORY_BYTES = 3 << 30  # RLIMIT_AS per worker: a huge integer fails with MemoryError instead
 _SOFT_FRACTION = 0.8  # the in-worker alarm fires at this share of the deadline; the kill comes at 100%
@@ -26,11 +27,13 @@ class _SoftTimeout(BaseException):
     """BaseException so that sympy's own ``except Exception`` blocks cannot swallow it."""
 
 
-def _worker_main(conn, task_fn_path: str) -> None:  # runs in the child
+def _serve(fd_in: int, fd_out: int, task_fn_path: str) -> None:  # runs in the child
     import importlib
     import resource
     import signal
 
+    conn_in = Connection(fd_in, writable=False)
+    conn = Connection(fd_out, readable=False)
     try:
         resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_BYTES, WORKER_MEMORY_BYTES))
     except (ValueError, OSError):  # some sandboxes forbid it; the hard kill still bounds time
@@ -42,10 +45,11 @@ def _worker_main(conn, task_fn_path: str) -> None:  # runs in the child
         raise _SoftTimeout()
 
     signal.signal(signal.SIGALRM, on_alarm)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the trainer is the parent's business
     conn.send(("ready", None))
     while True:
         try:
-            msg = conn.recv()
+            msg = conn_in.recv()
         except (EOFError, OSError):
             return
         if msg is None:
@@ -71,42 +75,59 @@ def _worker_main(conn, task_fn_path: str) -> None:  # runs in the child
             conn.send((task_id, ("timeout", None)))
 
 
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 class _Worker:
-    def __init__(self, ctx, task_fn_path: str):
-        self.conn, child = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=_worker_main, args=(child, task_fn_path), daemon=True)
-        self.proc.start()
-        child.close()
+    """A child interpreter started with subprocess (not multiprocessing: spawn/forkserver would
+    re-import the caller's ``__main__``, and fork is unsafe in a process with CUDA/threads)."""
+
+    def __init__(self, task_fn_path: str):
+        r1, w1 = os.pipe()  # parent -> child
+        r2, w2 = os.pipe()  # child -> parent
+        code = (
+            f"import sys; sys.path.insert(0, {_ROOT!r}); from rewards.math_pool import _serve; "
+            f"_serve({r1}, {w2}, {task_fn_path!r})"
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code], pass_fds=(r1, w2), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+        )
+        os.close(r1)
+        os.close(w2)
+        self.out = Connection(w1, readable=False)
+        self.conn = Connection(r2, writable=False)
         self.ready = False
         self.task: tuple[int, float] | None = None  # (index in batch, deadline)
+
+    def send(self, msg) -> None:
+        self.out.send(msg)
 
     def kill(self) -> None:
         try:
             self.proc.kill()
-            self.proc.join(timeout=5)
+            self.proc.wait(timeout=5)
         except Exception:
             pass
-        self.conn.close()
+        for c in (self.conn, self.out):
+            try:
+                c.close()
+            except OSError:
+                pass
 
 
 class WorkerPool:
     """A fixed number of worker processes running ``task_fn_path`` ("module:function")."""
 
-    def __init__(self, task_fn_path: str, workers: int = 2, preload: tuple[str, ...] = ()):
+    def __init__(self, task_fn_path: str, workers: int = 2):
         self.task_fn_path = task_fn_path
         self.size = max(1, int(workers))
-        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-        self.ctx = mp.get_context(method)
-        if method == "forkserver" and preload:
-            # sympy is imported once in the fork server, so a replacement worker starts in ~50 ms.
-            self.ctx.set_forkserver_preload(list(preload))
         self.workers: list[_Worker] = []
         self.lock = threading.Lock()
         self.respawns = 0
         self.closed = False
 
     def _spawn(self) -> _Worker:
-        return _Worker(self.ctx, self.task_fn_path)
+        return _Worker(self.task_fn_path)
 
     def _ensure(self, n: int) -> None:
         while len(self.workers) < min(n, self.size):
@@ -125,7 +146,7 @@ class WorkerPool:
         with self.lock:
             if self.closed:
                 raise RuntimeError("the math checker pool was shut down")
-            self._ensure(len(tasks))
+            self._ensure(self.size)  # the whole pool at once: a late worker would import sympy mid-batch
             results: list[tuple | None] = [None] * len(tasks)
             queue = list(range(len(tasks)))[::-1]
             start = time.monotonic()
@@ -135,7 +156,7 @@ class WorkerPool:
                     if w.ready and w.task is None and queue:
                         i = queue.pop()
                         try:
-                            w.conn.send((i, tasks[i], timeout))
+                            w.send((i, tasks[i], timeout))
                             w.task = (i, now + timeout)
                         except (OSError, BrokenPipeError):
                             queue.append(i)
@@ -177,11 +198,14 @@ class WorkerPool:
             self.closed = True
             for w in self.workers:
                 try:
-                    w.conn.send(None)
+                    w.send(None)
                 except Exception:
                     pass
             for w in self.workers:
-                w.proc.join(timeout=0.5)
+                try:
+                    w.proc.wait(timeout=0.5)
+                except Exception:
+                    pass
                 w.kill()
             self.workers = []
 
@@ -190,14 +214,14 @@ _POOLS: dict[tuple, WorkerPool] = {}
 _POOLS_LOCK = threading.Lock()
 
 
-def get_pool(task_fn_path: str, workers: int | None = None, preload: tuple[str, ...] = ()) -> WorkerPool:
+def get_pool(task_fn_path: str, workers: int | None = None) -> WorkerPool:
     """The shared pool for ``task_fn_path``, created on first use and reused."""
     workers = workers or min(4, os.cpu_count() or 1)
     key = (task_fn_path, workers)
     with _POOLS_LOCK:
         pool = _POOLS.get(key)
         if pool is None or pool.closed:
-            pool = _POOLS[key] = WorkerPool(task_fn_path, workers, preload)
+            pool = _POOLS[key] = WorkerPool(task_fn_path, workers)
         return pool
 
 

@@ -13,9 +13,7 @@ from typing import Callable
 def _math(**kw):
     from rewards import math
 
-    if kw:
-        raise TypeError(f"the math reward takes no options here, got {sorted(kw)}")
-    return math.accuracy_reward
+    return math.make_accuracy_reward(**kw) if kw else math.accuracy_reward
 
 
 def _code(**kw):

@@ -59,7 +59,7 @@ GRPO = {
 }
 
 # R1's distillation data: rejection sampling from the RL checkpoint on fresh problems.
-REJECTION_SAMPLING = {"num_problems": 4000, "num_samples": 2, "temperature": 1.0}
+REJECTION_SAMPLING = {"num_problems": 4000, "num_samples": 2, "temperature": 0.6}  # R1 sampled at 0.6
 
 DISTILL = {
     # A fixed step budget, whatever the export's size: the student needs ~900 updates to learn

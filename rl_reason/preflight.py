@@ -53,3 +53,19 @@ def check_output_dir(output_dir: str | Path, where: str) -> Path:
                 pass
         raise ConfigError(f"{where}: output_dir: {path} is not writable ({exc.strerror or exc})") from None
     return path
+
+
+def check_vllm(args, where: str) -> None:
+    """``use_vllm`` needs the vllm package (the ``vllm`` extra) and a CUDA GPU: say so before loading anything."""
+    if not getattr(args, "use_vllm", False):
+        return
+    import importlib.util
+
+    import torch
+
+    if importlib.util.find_spec("vllm") is None:
+        raise ConfigError(f"{where}: use_vllm: vLLM is not installed (pip install -e '.[vllm]', on a CUDA machine)")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"{where}: use_vllm: vLLM needs a CUDA GPU and none is visible; set use_vllm=false to generate with transformers")
+    if args.vllm_mode not in ("colocate", "server"):
+        raise ConfigError(f"{where}: vllm_mode: expected 'colocate' or 'server', got {args.vllm_mode!r}")

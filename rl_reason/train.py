@@ -14,7 +14,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from rl_reason.config import ConfigError, Recipe, load_recipe
-from rl_reason.preflight import check_model_path, check_output_dir, cpu_defaults
+from rl_reason.preflight import check_model_path, check_output_dir, check_vllm, cpu_defaults
 
 
 @dataclass
@@ -56,6 +56,7 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
 
     args = recipe.args
     # 1. Everything a user can get wrong, before anything heavy.
+    check_vllm(args, recipe.source)
     required = {c for r in recipe.rewards for c in REQUIRED_COLUMNS.get(r.name, ())}
     dataset = train_dataset(recipe.data, required, where=recipe.source)
     reward_funcs = [get_reward(r.name, **r.kwargs) for r in recipe.rewards]

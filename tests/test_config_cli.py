@@ -139,3 +139,17 @@ def test_console_script_exit_code_in_a_real_process(tmp_path):
     proc = run_cli_process("train", write(tmp_path, base(tmp_path, lerning_rate=1)))
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_use_vllm_without_vllm_or_gpu_fails_before_loading(tmp_path):
+    # A stand-in for the GPU path: on this CPU machine vLLM cannot run, and the check must say so.
+    import torch
+
+    if torch.cuda.is_available():
+        import pytest
+
+        pytest.skip("a CUDA machine: the vLLM path is exercised by the GPU smoke test")
+    proc = run_cli("train", write(tmp_path, base(tmp_path, use_vllm=True, vllm_mode="server")))
+    assert proc.returncode == 2
+    assert "use_vllm: vLLM" in proc.stderr
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,1166 @@
+"""A small recursive-descent parser for final answers, LaTeX and plain text alike.
+
+It never calls ``eval``/``sympify``/``parse_expr`` on model text: tokens are whitelisted here
+and sympy objects are built directly. Size guards run *before* anything is evaluated: an
+input-length and token cap, a nesting-depth cap, and a digit estimate for every numeric power,
+factorial and binomial (``9^{9^9}`` raises ``TooLarge`` instead of computing 370 million digits).
+
+The result is a small tree of answer nodes (``E`` for one expression, ``Rel`` for (in)equalities,
+``Tup``/``SetN``/``Lst`` for tuples, sets and bare lists, ``Mat``, ``SetB`` for set-builder
+notation, ``SetOp`` for unions, ``Text`` for words) that ``math_compare`` compares.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from rewards.math_num import Num, parse_decimal
+
+MAX_TOKENS = 1_500
+MAX_DEPTH = 60
+MAX_DIGITS = 20_000  # a number whose estimated size exceeds this many digits is never built
+MAX_SYMBOLIC_EXP = 1_000  # (x+1)^{10^6} would make expand() hang
+
+
+class ParseError(ValueError):
+    pass
+
+
+class TooLarge(ValueError):
+    pass
+
+
+# ---------------------------------------------------------------- nodes
+
+@dataclass
+class E:
+    expr: object  # a sympy expression (or ImmutableMatrix)
+    num: Num | None = None  # set when the item is one number literal (keeps its written precision)
+    pct: bool = False
+    deg: bool = False
+
+
+@dataclass
+class Rel:
+    ops: list  # "=", "<", "<=", ">", ">=", "!=", "in"
+    args: list  # nodes, len(ops) + 1
+
+
+@dataclass
+class Tup:
+    items: list
+    open: str = "("
+    close: str = ")"
+
+
+@dataclass
+class SetN:
+    items: list
+
+
+@dataclass
+class SetB:  # {x | condition}
+    var: object
+    cond: object
+
+
+@dataclass
+class SetOp:
+    op: str  # "cup", "cap", "minus"
+    a: object
+    b: object
+
+
+@dataclass
+class Lst:
+    items: list
+
+
+@dataclass
+class Text:
+    words: list = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- normalisation
+
+_UNICODE = {
+    "−": "-", "–": "-", "×": r"\times ", "·": r"\cdot ", "÷": r"\div ", "π": r"\pi ", "∞": r"\infty ",
+    "≤": r"\le ", "≥": r"\ge ", "≠": r"\ne ", "＞": ">", "＜": "<", "∪": r"\cup ", "∩": r"\cap ",
+    "∈": r"\in ", "√": r"\sqrt ", "°": r"^\circ ", "±": r"\pm ", "∅": r"\emptyset ", "≈": r"\approx ",
+    "，": ",", "：": ":", "（": "(", "）": ")", "θ": r"\theta ", "α": r"\alpha ", "β": r"\beta ",
+    "∀": r"\forall ", "⋅": r"\cdot ", "′": "'",
+}
+_CIRCLED = {chr(0x2460 + i): f"{i + 1}," for i in range(20)}
+
+_DROP_RE = re.compile(
+    r"(?<!\\)\\(?:left|right|bigg|Bigg|big|Big)[lr]?(?![a-zA-Z])|\\displaystyle|\\textstyle|(?<!\\)\\[!,;:> ]|\\q?quad(?![a-zA-Z])"
+    r"|\\(?:limits|nolimits)(?![a-zA-Z])|\\[()\[\]]|\$|~"
+)
+_RENAME = [
+    (re.compile(r"\\[dtc]frac(?![a-zA-Z])"), r"\\frac"),
+    (re.compile(r"\\[dt]binom(?![a-zA-Z])"), r"\\binom"),
+    (re.compile(r"\\(?:leqslant|leq|le)(?![a-zA-Z])"), r"\\le "),
+    (re.compile(r"\\(?:geqslant|geq|ge)(?![a-zA-Z])"), r"\\ge "),
+    (re.compile(r"\\(?:neq|ne)(?![a-zA-Z])"), r"\\ne "),
+    (re.compile(r"\\lt(?![a-zA-Z])"), "<"),
+    (re.compile(r"\\gt(?![a-zA-Z])"), ">"),
+    (re.compile(r"<=|=<"), r"\\le "),
+    (re.compile(r">="), r"\\ge "),
+    (re.compile(r"!="), r"\\ne "),
+    (re.compile(r"\*\*"), "^"),
+    (re.compile(r"<sup>(.*?)</sup>"), r"^{\1}"),
+    (re.compile(r"\\(?:textdegree|degree|textcirc)(?![a-zA-Z])"), r"\\circ "),
+    (re.compile(r",\s*\\!\s*(?=\d{3})"), ""),  # 32,\!349 is one number
+]
+
+
+def normalize(s: str) -> str:
+    # Strings pasted from JSON sometimes lost a backslash to an escape: "\t" became a TAB.
+    s = s.replace("\t", "\\t").replace("\x0c", "\\f").replace("\x08", "\\b").replace("\r", "\\r")
+    s = s.replace("\n", " ").replace("\\$", " ")
+    s = re.sub(r"\\\\(?=[a-zA-Z])", r"\\", s)  # "\\frac" from double escaping (matrix rows keep "\\ ")
+    for k, v in _UNICODE.items():
+        s = s.replace(k, v)
+    for k, v in _CIRCLED.items():
+        s = s.replace(k, v)
+    for pat, rep in _RENAME:
+        s = pat.sub(rep, s)
+    s = _DROP_RE.sub(" ", s)
+    return s.strip().rstrip(".").strip()
+
+
+# ---------------------------------------------------------------- tokens
+
+GREEK = set(
+    "alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi rho sigma tau "
+    "upsilon phi varphi chi psi omega Gamma Delta Theta Lambda Xi Sigma Phi Psi Omega".split()
+)
+FUNCS = {
+    "sin": sp.sin, "cos": sp.cos, "tan": sp.tan, "cot": sp.cot, "sec": sp.sec, "csc": sp.csc,
+    "arcsin": sp.asin, "arccos": sp.acos, "arctan": sp.atan, "asin": sp.asin, "acos": sp.acos, "atan": sp.atan,
+    "arccot": sp.acot, "sinh": sp.sinh, "cosh": sp.cosh, "tanh": sp.tanh, "exp": sp.exp, "ln": sp.log,
+    "log": sp.log, "lg": None, "sqrt": sp.sqrt, "abs": sp.Abs, "max": sp.Max, "min": sp.Min,
+    "gcd": sp.gcd, "lcm": sp.lcm, "det": None, "floor": sp.floor, "ceil": sp.ceiling,
+}
+# Unit and filler words stripped after a value. Never single letters: "5t" is not "5" (notes §1.9).
+UNITS = set(
+    """units unit square cubic sq cm mm km m2 cm2 meters meter metres metre kilometers kilometer miles mile feet foot
+    ft inches inch yards yard grams gram kg kilograms kilogram mg pounds pound lbs lb ounces ounce oz liters liter
+    litres litre ml gallons gallon seconds second sec secs minutes minute min mins hours hour hrs hr days day weeks
+    week months month years year yrs degrees degree deg radians radian rad dollars dollar cents cent euros euro yuan
+    yen rupees rs people persons students children times ways points cubes eggs apples pages items percent pct
+    percentage mph kmh kph km/h m/s mps per each only approximately about roughly exactly total th st nd rd""".split()
+)
+WORD_SEPS = {"and": "and", "or": "or"}
+QUALIFIERS = {"for", "where", "when", "with", "if", "since", "because", "which", "that", "such", "whenever"}
+FILLER = {"is", "are", "the", "a", "an", "all", "both", "answer", "final", "thus", "so", "therefore", "hence",
+          "solution", "solutions", "value", "values", "equals", "equal", "be", "must", "will", "it", "of", "only"}
+INF_WORDS = {"infinity", "inf", "infinite", "infinitely"}
+TEXT_CMDS = {"text", "mbox", "textrm", "textit", "textnormal", "mathrm", "mathbf", "textbf", "mathit",
+             "operatorname", "boldsymbol", "mathsf", "texttt", "emph", "textsf", "hbox", "bm"}
+WRAP_CMDS = {"boxed", "fbox", "overline", "vec", "hat", "bar", "tilde", "widehat", "underline", "mathbb_"}
+FUNC_LETTERS = set("fghFGHPQT") | {"p", "q"}
+
+
+@dataclass
+class Tok:
+    kind: str  # num id fn cmd op sep word text_open text_close
+    val: str
+    space: bool = False  # whitespace before this token
+
+
+_NUM_AT = re.compile(r"\d+(?:\.\d+)?|\.\d+")
+
+
+class Lexer:
+    def __init__(self, s: str):
+        self.s, self.i, self.toks, self.depth, self.text_depth = s, 0, [], 0, 0
+        self.prev_tok: Tok | None = None  # the token before a \text{} group this lexer reads
+
+    def add(self, kind, val, space):
+        self.toks.append(Tok(kind, val, space))
+        if len(self.toks) > MAX_TOKENS:
+            raise TooLarge("too many tokens")
+
+    def group(self) -> str:
+        """The raw content of the brace group starting at self.i (which is '{')."""
+        s, i, depth = self.s, self.i + 1, 1
+        while i < len(s) and depth:
+            if s[i] == "\\":
+                i += 2
+                continue
+            depth += (s[i] == "{") - (s[i] == "}")
+            i += 1
+        if depth:
+            raise ParseError("unbalanced braces")
+        content = s[self.i + 1: i - 1]
+        self.i = i
+        return content
+
+    def skip_ws(self) -> bool:
+        j = self.i
+        while self.i < len(self.s) and self.s[self.i].isspace():
+            self.i += 1
+        return self.i > j
+
+    def run(self) -> list[Tok]:
+        s = self.s
+        while True:
+            space = self.skip_ws()
+            if self.i >= len(s):
+                return self.toks
+            c = s[self.i]
+            if c.isdigit() or (c == "." and self.i + 1 < len(s) and s[self.i + 1].isdigit()):
+                m = _NUM_AT.match(s, self.i)
+                val = m.group(0)
+                self.i = m.end()
+                # 7,425,000: thousands groups (no spaces, outside brackets) make one number
+                while self.depth == 0 and "." not in val:
+                    t = re.match(r",(\d{3})(?![\d])(\.\d+)?", s[self.i:])
+                    if not t:
+                        break
+                    val += t.group(1) + (t.group(2) or "")
+                    self.i += t.end()
+                self.add("num", val, space)
+                continue
+            if c.isalpha():
+                m = re.match(r"[A-Za-z]+", s[self.i:])
+                if not m:  # another alphabet: keep the word as text
+                    m = re.match(r"\w+", s[self.i:])
+                    self.i += m.end()
+                    self.add("word", m.group(0), space)
+                    continue
+                self.i += m.end()
+                self.letters(m.group(0), space)
+                continue
+            if c == "\\":
+                self.command(space)
+                continue
+            if c == "{":
+                self.depth += 1
+                self.add("op", "{", space)
+            elif c == "}":
+                self.depth -= 1
+                self.add("op", "}", space)
+            elif c in "([":
+                self.depth += 1
+                self.add("op", c, space)
+            elif c in ")]":
+                self.depth -= 1
+                self.add("op", c, space)
+            elif c in "+-*/^!=<>,;:|_'&%":
+                self.add("op", c, space)
+            elif c in "?\"`":
+                pass
+            else:
+                raise ParseError(f"unexpected character {c!r}")
+            self.i += 1
+
+    def letters(self, word: str, space: bool) -> None:
+        low = word.lower()
+        prev = self.toks[-1] if self.toks else self.prev_tok
+        if word in FUNCS or low in ("sqrt", "exp", "ln", "log"):
+            self.add("fn", low if low in FUNCS else word, space)
+        elif low in ("pi",):
+            self.add("id", "pi", space)
+        elif low in INF_WORDS:
+            self.add("id", "oo", space)
+            if low == "infinitely":  # "infinitely many"
+                m = re.match(r"\s*many", self.s[self.i:])
+                if m:
+                    self.i += m.end()
+        elif low in WORD_SEPS and (len(word) > 1):
+            self.add("sep", low, space)
+        elif low in QUALIFIERS:
+            self.add("qual", low, space)
+        elif low in ("st", "nd", "rd", "th") and prev and prev.kind == "num" and not space:
+            pass  # 15th
+        elif len(word) > 1 and low in UNITS and prev is not None:
+            self.add("unit", low, space)
+        elif len(word) > 1 and (low in FILLER or self.text_depth or len(word) > 3):
+            self.add("word", word, space)
+        else:
+            # LaTeX math: adjacent letters are a product of symbols ("xy", "ab")
+            for k, ch in enumerate(word):
+                self.add("id", ch, space and k == 0)
+
+    def command(self, space: bool) -> None:
+        s = self.s
+        m = re.match(r"\\([a-zA-Z]+|.)", s[self.i:])
+        if not m:
+            raise ParseError("dangling backslash")
+        name = m.group(1)
+        self.i += m.end()
+        if name in TEXT_CMDS:
+            self.skip_ws()
+            if self.i < len(s) and s[self.i] == "{":
+                content = self.group()
+                prev = self.toks[-1] if self.toks else None
+                if content.strip() in ("m", "g", "s", "h", "l", "L", "km", "cm", "kg") and prev is not None and prev.kind == "num":
+                    self.add("unit", content.strip(), space)  # 2.653\,\mathrm{m}: an explicit unit
+                    return
+                if name in ("mathrm", "operatorname", "mathit", "mathbf", "bm", "boldsymbol") and re.fullmatch(r"\s*[A-Za-z]\s*", content):
+                    self.add("id", content.strip(), space)
+                    return
+                self.text_depth += 1
+                sub = Lexer(normalize(content))
+                sub.text_depth = 1
+                sub.depth = self.depth
+                sub.prev_tok = self.toks[-1] if self.toks else self.prev_tok
+                for t in sub.run():
+                    self.toks.append(t)
+                self.text_depth -= 1
+            return
+        if name in ("boxed", "fbox", "overline", "vec", "hat", "bar", "tilde", "widehat", "underline", "mathcal"):
+            return  # the following group is parsed as a plain group
+        if name == "mathbb":
+            self.skip_ws()
+            content = self.group() if self.i < len(s) and s[self.i] == "{" else s[self.i: self.i + 1]
+            if not content.strip():
+                raise ParseError("empty mathbb")
+            self.add("id", "mathbb_" + content.strip()[0], space)
+            return
+        if name in ("begin",):
+            self.skip_ws()
+            env = self.group().strip() if self.i < len(s) and s[self.i] == "{" else ""
+            end = s.find("\\end{" + env + "}", self.i)
+            if end < 0:
+                raise ParseError("unclosed environment")
+            body = s[self.i: end]
+            self.i = end + len("\\end{" + env + "}")
+            if env in ("pmatrix", "bmatrix", "matrix", "Bmatrix", "vmatrix", "array", "smallmatrix"):
+                if env == "array":
+                    body = re.sub(r"^\s*\{[^}]*\}", "", body)
+                self.add("matrix", ("det|" if env == "vmatrix" else "") + body, space)
+                return
+            raise ParseError(f"environment {env} not supported")
+        if name in ("{", "}"):
+            self.add("op", "\\" + name, space)
+            return
+        if name == "%":
+            self.add("op", "%", space)
+            return
+        if name == "\\":
+            self.add("op", "\\\\", space)
+            return
+        if name == "|":
+            raise ParseError("norms are not supported")
+        if name in ("sqrt", "frac", "binom"):
+            self.add("cmd", name, space)
+            return
+        if name in ("ell", "imath"):
+            self.add("id", "l" if name == "ell" else "i", space)
+            return
+        if name in GREEK:
+            self.add("id", name, space)
+            return
+        if name == "pi":
+            self.add("id", "pi", space)
+            return
+        if name in ("infty", "infin"):
+            self.add("id", "oo", space)
+            return
+        if name in FUNCS or name in ("lg",):
+            self.add("fn", name, space)
+            return
+        mapped = {
+            "cdot": "*", "times": "*", "ast": "*", "div": "/", "le": "<=", "ge": ">=", "ne": "!=", "approx": "~=",
+            "equiv": "=", "cong": "=", "sim": "=", "cup": "cup", "cap": "cap", "setminus": "minus", "in": "in",
+            "mid": "|", "vert": "|", "lvert": "|", "rvert": "|", "pm": "pm", "mp": "mp", "circ": "circ",
+            "lceil": "lceil", "rceil": "rceil", "lfloor": "lfloor", "rfloor": "rfloor", "colon": ":",
+            "emptyset": "empty", "varnothing": "empty", "ldots": "dots", "cdots": "dots", "dots": "dots",
+            "dotsb": "dots", "land": "and", "wedge": "and", "lor": "or", "vee": "or", "frac": "frac",
+            "sqrt": "sqrt", "binom": "binom", "choose": "choose", "prime": "'", "forall": "forall",
+            "exists": "forall", "Rightarrow": "implies", "implies": "implies", "to": "implies", "rightarrow": "implies",
+            "notin": "notin", "subset": "subset", "subseteq": "subset", "langle": "(", "rangle": ")",
+            "lbrace": "\\{", "rbrace": "\\}", "over": "over",
+        }.get(name)
+        if mapped is None:
+            raise ParseError(f"unknown command \\{name}")
+        if mapped in ("and", "or"):
+            self.add("sep", mapped, space)
+        else:
+            self.add("cmd" if mapped.isalpha() else "op", mapped, space)
+
+
+def tokenize(s: str) -> list[Tok]:
+    return Lexer(normalize(s)).run()
+
+
+# ---------------------------------------------------------------- size guards
+
+def _digits(x) -> float:
+    """log10 of |x| for a sympy number, cheaply (0 for zero)."""
+    if x.is_zero:
+        return 0.0
+    if x.is_Integer:
+        return len(str(abs(int(x)))) if abs(int(x)) < 10**50 else abs(int(x)).bit_length() * 0.30103
+    if x.is_Rational:
+        return max(_digits(sp.Integer(x.p)), _digits(sp.Integer(x.q)))
+    try:
+        v = abs(float(x))
+        return abs(math.log10(v)) if v > 0 else 0.0
+    except (TypeError, ValueError, OverflowError):
+        return float("inf")
+
+
+def _safe_pow(base, exp):
+    if exp.is_Number and base.is_Number:
+        if exp.is_Rational and exp.q < 1000:
+            if base in (0, 1, -1):
+                return sp.Pow(base, exp)
+            est = abs(float(exp)) * _digits(base)
+            if est > MAX_DIGITS or abs(exp.p) > 10**7:
+                raise TooLarge("power too large")
+        elif exp.is_Rational:
+            raise TooLarge("root index too large")
+        elif abs(float(exp)) * _digits(base) > MAX_DIGITS:
+            raise TooLarge("power too large")
+    elif exp.is_Number:
+        if abs(exp) > MAX_SYMBOLIC_EXP:
+            raise TooLarge("symbolic power too large")
+    elif base.is_Number and base not in (0, 1, -1) and exp.free_symbols == set():
+        # a numeric but unevaluated exponent (e.g. 9^{9^{9}} with the inner power kept symbolic)
+        try:
+            if abs(float(exp)) * _digits(base) > MAX_DIGITS:
+                raise TooLarge("power too large")
+        except (TypeError, ValueError, OverflowError):
+            raise TooLarge("power too large")
+    return sp.Pow(base, exp)
+
+
+def _safe_factorial(x):
+    if x.is_Number:
+        if not x.is_Integer or x < 0:
+            raise ParseError("factorial of a non-natural number")
+        if x > 5_000:  # 5000! has 16,326 digits: still cheap
+            raise TooLarge("factorial too large")
+    return sp.factorial(x)
+
+
+def _safe_binom(n, k):
+    if n.is_Number and k.is_Number and (abs(n) > 10_000 or abs(k) > 10_000):
+        raise TooLarge("binomial too large")
+    return sp.binomial(n, k)
+
+
+# ---------------------------------------------------------------- parser
+
+_SYMS: dict[str, sp.Symbol] = {}
+
+
+def sym(name: str) -> sp.Symbol:
+    s = _SYMS.get(name)
+    if s is None:
+        s = _SYMS[name] = sp.Symbol(name, real=True)
+    return s
+
+
+CONSTS = {"pi": sp.pi, "oo": sp.oo, "e": sp.E, "i": sp.I}
+PM = "pm"  # marker symbols for \pm, expanded into alternatives by the comparer
+
+
+def _is_expr(x) -> bool:
+    return isinstance(x, sp.Basic)
+
+
+class Parser:
+    def __init__(self, toks: list[Tok], complex_i: bool = True):
+        self.t, self.k, self.depth, self.complex_i, self.pm_count = toks, 0, 0, complex_i, 0
+
+    # -- helpers
+    def peek(self, off=0) -> Tok | None:
+        j = self.k + off
+        return self.t[j] if j < len(self.t) else None
+
+    def at(self, kind, val=None, off=0) -> bool:
+        t = self.peek(off)
+        return t is not None and t.kind == kind and (val is None or t.val == val)
+
+    def at_op(self, *vals) -> bool:
+        t = self.peek()
+        return t is not None and t.kind in ("op", "cmd") and t.val in vals
+
+    def next(self) -> Tok:
+        t = self.peek()
+        if t is None:
+            raise ParseError("unexpected end")
+        self.k += 1
+        return t
+
+    def expect(self, val):
+        t = self.next()
+        if t.val != val or t.kind not in ("op", "cmd"):
+            raise ParseError(f"expected {val!r}, got {t.val!r}")
+
+    def enter(self):
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise TooLarge("nesting too deep")
+
+    # -- grammar
+    def parse(self):
+        self.skip_noise()
+        node = self.answer_list(())
+        if self.k != len(self.t):
+            raise ParseError(f"unexpected {self.peek().val!r}")
+        return node
+
+    def skip_noise(self):
+        while self.peek() is not None and (self.peek().kind in ("unit",) or (self.peek().kind == "word" and self.peek().val.lower() in FILLER)):
+            self.k += 1
+
+    def at_sep(self) -> bool:
+        t = self.peek()
+        return t is not None and (t.kind == "sep" or (t.kind == "op" and t.val in (",", ";")))
+
+    def answer_list(self, closers):
+        items = []
+        while True:
+            self.skip_noise()
+            while self.at_sep():
+                self.k += 1
+                self.skip_noise()
+            if self.peek() is None or (self.peek().kind == "op" and self.peek().val in closers):
+                break
+            items.append(self.item(closers))
+            self.skip_noise()
+            if self.at_sep():
+                self.k += 1
+                continue
+            if self.peek() is None or (self.peek().kind == "op" and self.peek().val in closers):
+                break
+            raise ParseError(f"unexpected {self.peek().val!r}")
+        if not items:
+            raise ParseError("empty")
+        return items[0] if len(items) == 1 else Lst(items)
+
+    def skip_qualifier(self, closers):
+        depth = 0
+        while self.peek() is not None:
+            t = self.peek()
+            if t.kind == "op" and t.val in ("(", "[", "{", "\\{"):
+                depth += 1
+            elif t.kind == "op" and t.val in (")", "]", "}", "\\}"):
+                if depth == 0:
+                    return
+                depth -= 1
+            elif depth == 0 and (t.kind == "sep" or (t.kind == "op" and t.val == ";")):
+                return
+            elif depth == 0 and t.kind == "op" and t.val == "," and self.at("sep", None, 1):
+                return
+            self.k += 1
+
+    def item(self, closers):
+        self.enter()
+        try:
+            if self.at("cmd", "forall"):
+                raise ParseError("quantified statements are compared as text")
+            words = []
+            # "Minimum: 1", "Sequence 1: ..." -- a leading label ends with ':' (a ratio has numbers on both sides)
+            j = self.k
+            while j < len(self.t) and self.t[j].kind in ("word", "num", "id") and j - self.k < 4:
+                j += 1
+            if j > self.k and j < len(self.t) and self.t[j].val in (":", "=") and any(t.kind == "word" for t in self.t[self.k: j]):
+                self.k = j + 1
+            args, ops = [self.setexpr(closers)], []
+            while True:
+                t = self.peek()
+                if t is None:
+                    break
+                if t.kind == "op" and t.val in ("=", "<", ">", "<=", ">=", "!=", ":", "~=") or (t.kind == "cmd" and t.val in ("in", "notin", "subset")):
+                    self.k += 1
+                    op = t.val
+                    if op == ":" and self.at("word"):
+                        words.append(self.next().val)
+                        continue
+                    ops.append(op)
+                    args.append(self.setexpr(closers))
+                    continue
+                if t.kind == "qual":
+                    self.skip_qualifier(closers)
+                    continue
+                if t.kind == "unit":
+                    self.k += 1
+                    continue
+                if t.kind == "word":
+                    # trailing words after a number ("7 stuffed goats") are decoration; after
+                    # anything else they are a sentence, compared as text
+                    if self.t[self.k - 1].kind != "num" and not (self.t[self.k - 1].val == "}" and self.k >= 2 and self.t[self.k - 2].kind == "num"):
+                        raise ParseError("words")
+                    while self.at("word") or self.at("unit"):
+                        self.k += 1
+                    continue
+                break
+            if not ops:
+                return args[0]
+            if all(o == ":" for o in ops) and len(args) == 2:
+                a, b = _unwrap(args[0]), _unwrap(args[1])
+                if _is_expr(a) and _is_expr(b):
+                    if b == 0:
+                        raise ParseError("ratio to zero")
+                    return E(a / b)
+            if ":" in ops and "=" in ops:
+                segs, cur = [], [args[0]]
+                for o, a_ in zip(ops, args[1:]):
+                    if o == ":":
+                        cur.append(a_)
+                    else:
+                        segs.append(cur)
+                        cur = [a_]
+                segs.append(cur)
+                vals = []
+                for seg in segs:
+                    v = _unwrap(seg[0])
+                    for d_ in seg[1:]:
+                        d_ = _unwrap(d_)
+                        if not (_is_expr(v) and _is_expr(d_)) or d_ == 0:
+                            raise ParseError("bad ratio")
+                        v = v / d_
+                    vals.append(v)
+                return Rel(["="] * (len(vals) - 1), [E(v) if _is_expr(v) else v for v in vals])
+            if ops == ["~="]:
+                return args[0]  # "exact \approx 1.36": the exact value is the answer
+            ops = ["=" if o == ":" else o for o in ops]
+            return Rel(ops, args)
+        finally:
+            self.depth -= 1
+
+    def setexpr(self, closers):
+        left = self.expr(closers)
+        while self.at("cmd", "cup") or self.at("cmd", "cap") or self.at("cmd", "minus"):
+            op = self.next().val
+            right = self.expr(closers)
+            left = SetOp(op, left, right)
+        return left
+
+    def wrap(self, x):
+        return x if not _is_expr(x) or isinstance(x, E) else E(x)
+
+    def expr(self, closers):
+        self.enter()
+        try:
+            terms = []
+            sign = None
+            if self.at_op("+", "-") or self.at("cmd", "pm") or self.at("cmd", "mp"):
+                sign = self.next().val
+            first = self.term(closers)
+            if sign is not None:
+                first = self.apply_sign(sign, first)
+            terms.append(first)
+            while self.at_op("+", "-") or self.at("cmd", "pm") or self.at("cmd", "mp"):
+                op = self.next().val
+                if self.peek() is None or self.at_sep() or (self.peek().kind == "op" and self.peek().val in closers):
+                    if op == "+":
+                        break  # "+∞" written as "+\infty" is handled above; a dangling "+" is noise
+                    raise ParseError("dangling operator")
+                rhs = self.term(closers)
+                if op == "-" and not _is_expr(_unwrap(terms[-1])) and not _is_expr(_unwrap(rhs)):
+                    terms = [SetOp("minus", _combine(terms), rhs)]
+                    continue
+                terms.append(self.apply_sign(op, rhs))
+            return _combine(terms)
+        finally:
+            self.depth -= 1
+
+    def apply_sign(self, op, x):
+        v = _unwrap(x)
+        if not _is_expr(v):
+            if op == "+":
+                return x
+            raise ParseError("sign on a non-expression")
+        if op == "+":
+            return x if isinstance(x, E) and op == "+" else v
+        if op == "-":
+            if isinstance(x, E) and x.num is not None:
+                return E(-v, Num(-x.num.value, x.num.decimals, x.num.percent), x.pct, x.deg)
+            return -v
+        self.pm_count += 1
+        marker = sp.Symbol(f"{PM}{self.pm_count}")
+        return (marker if op == "pm" else -marker) * v
+
+    def term(self, closers):
+        left = self.unary(closers)
+        while True:
+            if self.at_op("*", "/") or self.at("cmd", "over"):
+                op = self.next().val
+                right = self.unary(closers)
+                left = self.mul(left, right, op)
+                continue
+            if self.starts_primary(closers):
+                right = self.unary(closers, implicit=True)
+                left = self.mul(left, right, "*")
+                continue
+            return left
+
+    def mul(self, a, b, op):
+        a, b = _unwrap_num(a), _unwrap_num(b)
+        if isinstance(a, E):
+            a = a.expr
+        if isinstance(b, E):
+            b = b.expr
+        if not (_is_expr(a) or isinstance(a, sp.MatrixBase)) or not (_is_expr(b) or isinstance(b, sp.MatrixBase)):
+            raise ParseError("arithmetic on a tuple or set")
+        if op in ("/", "over"):
+            if isinstance(b, sp.MatrixBase):
+                raise ParseError("division by a matrix")
+            if b == 0:
+                raise ParseError("division by zero")
+            return a * _safe_pow(b, sp.Integer(-1)) if not b.is_Number else a / b
+        return a * b
+
+    def starts_primary(self, closers) -> bool:
+        t = self.peek()
+        if t is None:
+            return False
+        if t.kind in ("num", "id", "fn", "matrix"):
+            return True
+        if t.kind == "cmd" and t.val in ("frac", "sqrt", "binom", "lceil", "lfloor", "empty"):
+            return True
+        if t.kind == "op" and t.val in ("(", "{", "\\{") and t.val not in closers:
+            return True
+        if t.kind == "op" and t.val == "[" and not t.space:
+            return False
+        return False
+
+    def unary(self, closers, implicit=False):
+        if self.at_op("-"):
+            self.next()
+            return self.apply_sign("-", self.unary(closers))
+        if self.at_op("+") and not implicit:
+            self.next()
+            return self.unary(closers)
+        return self.power(closers)
+
+    def power(self, closers):
+        self.enter()
+        try:
+            base = self.postfix(closers)
+            while self.at_op("^"):
+                self.next()
+                if self.at("cmd", "circ"):
+                    self.next()
+                    base = self.mark_deg(base)
+                    continue
+                if self.at_op("{") and self.at("cmd", "circ", 1) and self.at_op_at(2, "}"):
+                    self.k += 3
+                    base = self.mark_deg(base)
+                    continue
+                if self.at_op("{") and self.at("id", None, 1) and self.peek(1).val in ("o",) and self.at_op_at(2, "}"):
+                    self.k += 3
+                    base = self.mark_deg(base)
+                    continue
+                if self.at_op("{") and self.peek(1) is not None and self.peek(1).kind in ("word", "unit") and self.peek(1).val.lower() in ("th", "st", "nd", "rd") and self.at_op_at(2, "}"):
+                    self.k += 3  # 12^{\mathrm{th}}
+                    continue
+                if self.at("id") and self.peek().val == "o":
+                    self.next()
+                    base = self.mark_deg(base)
+                    continue
+                exp = self.exponent(closers)
+                b = _unwrap(base)
+                if isinstance(b, sp.MatrixBase):
+                    if not (exp.is_Integer and 0 <= exp <= 20):
+                        raise ParseError("matrix power")
+                    base = b**int(exp)
+                    continue
+                if not _is_expr(b):
+                    raise ParseError("power of a tuple")
+                base = _safe_pow(b, exp)
+            while self.at_op("%"):
+                self.next()
+                base = self.mark_pct(base)
+            return base
+        finally:
+            self.depth -= 1
+
+    def at_op_at(self, off, val) -> bool:
+        t = self.peek(off)
+        return t is not None and t.kind == "op" and t.val == val
+
+    def mark_deg(self, base):
+        b = _unwrap(base)
+        if not _is_expr(b):
+            raise ParseError("degrees of a tuple")
+        n = base.num if isinstance(base, E) else None
+        return E(b, n, deg=True)
+
+    def mark_pct(self, base):
+        b = _unwrap(base)
+        if not _is_expr(b):
+            raise ParseError("percent of a tuple")
+        n = base.num if isinstance(base, E) else None
+        if n is not None:
+            n = Num(n.value, n.decimals, True)
+        return E(b, n, pct=True)
+
+    def exponent(self, closers):
+        if self.at_op("{"):
+            self.next()
+            e = self.expr(("}",))
+            self.expect("}")
+        elif self.at_op("("):
+            e = self.postfix(closers)
+        elif self.at_op("-"):
+            self.next()
+            return -self.exponent(closers)
+        elif self.at("num"):
+            e = self.number(self.next())
+        else:
+            e = self.postfix(closers)
+        e = _unwrap(e)
+        if not _is_expr(e):
+            raise ParseError("bad exponent")
+        return e
+
+    def postfix(self, closers):
+        x = self.primary(closers)
+        while True:
+            if self.at_op("!") and not self.at_op_at(1, "="):
+                self.next()
+                v = _unwrap(x)
+                if not _is_expr(v):
+                    raise ParseError("factorial of a tuple")
+                x = _safe_factorial(v)
+                continue
+            if self.at_op("_") and isinstance(x, E) and x.num is not None and x.num.decimals is None:
+                # 204_5: a number written in base 5
+                self.next()
+                basetok = self.group_tokens()
+                try:
+                    base = int("".join(t.val for t in basetok))
+                    digits = self.last_num_text
+                    x = E(sp.Integer(int(digits, base)))
+                except (ValueError, AttributeError, TypeError):
+                    raise ParseError("bad base subscript")
+                continue
+            if self.at_op("'"):
+                raise ParseError("primes/minutes are compared as text")
+            return x
+
+    def group_tokens(self) -> list[Tok]:
+        if self.at_op("{"):
+            self.next()
+            out = []
+            depth = 0
+            while True:
+                t = self.next()
+                if t.kind == "op" and t.val == "{":
+                    depth += 1
+                elif t.kind == "op" and t.val == "}":
+                    if depth == 0:
+                        return out
+                    depth -= 1
+                out.append(t)
+        return [self.next()]
+
+    def number(self, tok: Tok) -> E:
+        n = parse_decimal(tok.val)
+        if n is None:
+            raise ParseError("bad number")
+        self.last_num_text = tok.val
+        return E(sp.Rational(n.value.numerator, n.value.denominator), n)
+
+    def group_expr(self):
+        """A LaTeX argument: a brace group, or a single token as in \\frac12."""
+        if self.at_op("{"):
+            self.next()
+            node = self.answer_list(("}",))
+            self.expect("}")
+            return node
+        t = self.peek()
+        if t is not None and t.kind == "num":
+            self.next()
+            if len(t.val) > 1 and t.val.isdigit():  # \frac12: one digit per argument
+                self.t.insert(self.k, Tok("num", t.val[1:]))
+                return self.number(Tok("num", t.val[0]))
+            return self.number(t)
+        return self.postfix(())
+
+    def primary(self, closers):
+        self.enter()
+        try:
+            return self._primary(closers)
+        finally:
+            self.depth -= 1
+
+    def _primary(self, closers):
+        t = self.next()
+        if t.kind == "num":
+            node = self.number(t)
+            # mixed number: 21\frac{13}{14} means 21 + 13/14
+            if node.num.decimals is None and self.at("cmd", "frac"):
+                save = self.k
+                self.next()
+                try:
+                    a, b = _unwrap(self.group_expr()), _unwrap(self.group_expr())
+                except ParseError:
+                    a = b = None
+                if a is not None and _is_expr(a) and _is_expr(b) and a.is_Integer and b.is_Integer and 0 < a < b:
+                    return E(node.expr + a / b)
+                self.k = save
+            return node
+        if t.kind == "id":
+            return self.identifier(t, closers)
+        if t.kind == "fn":
+            return self.function(t.val, closers)
+        if t.kind == "matrix":
+            return self.matrix(t.val)
+        if t.kind == "cmd":
+            if t.val == "frac":
+                a, b = _unwrap(self.group_expr()), _unwrap(self.group_expr())
+                return self.mul(a, b, "/")
+            if t.val == "sqrt":
+                index = None
+                if self.at_op("["):
+                    self.next()
+                    index = _unwrap(self.expr(("]",)))
+                    self.expect("]")
+                arg = _unwrap(self.group_expr() if not self.at_op("(") else self.postfix(closers))
+                if not _is_expr(arg):
+                    raise ParseError("sqrt of a tuple")
+                if index is None:
+                    return sp.sqrt(arg)
+                if not (_is_expr(index) and index.is_Integer and 1 < index < 100):
+                    raise ParseError("bad root index")
+                return sp.root(arg, index) if not (arg.is_Number and arg < 0 and index % 2) else -sp.root(-arg, index)
+            if t.val in ("binom", "choose"):
+                a, b = _unwrap(self.group_expr()), _unwrap(self.group_expr())
+                return _safe_binom(a, b)
+            if t.val in ("lceil", "lfloor"):
+                inner = _unwrap(self.expr(("rceil", "rfloor")))
+                close = self.next()
+                if close.val not in ("rceil", "rfloor"):
+                    raise ParseError("unclosed ceiling")
+                return sp.ceiling(inner) if t.val == "lceil" else sp.floor(inner)
+            if t.val == "empty":
+                return SetN([])
+            if t.val in ("pm", "mp"):
+                return self.apply_sign(t.val, self.unary(closers))
+        if t.kind == "op":
+            if t.val == "{":
+                node = self.answer_list(("}",))
+                self.expect("}")
+                return node
+            if t.val in ("(", "["):
+                return self.bracket(t.val)
+            if t.val == "\\{":
+                return self.set_literal()
+            if t.val == "|":
+                inner = _unwrap(self.expr(("|",)))
+                self.expect("|")
+                if not _is_expr(inner):
+                    raise ParseError("abs of a tuple")
+                return sp.Abs(inner)
+        if t.kind == "word":
+            raise ParseError("words")
+        raise ParseError(f"unexpected {t.val!r}")
+
+    def identifier(self, t: Tok, closers):
+        name = t.val
+        if self.at_op("_"):
+            self.next()
+            sub = "".join(x.val for x in self.group_tokens())
+            name = f"{name}_{sub}"
+        if name.startswith("mathbb_"):
+            return {"R": sp.S.Reals, "Z": sp.S.Integers, "N": sp.S.Naturals, "Q": sp.S.Rationals, "C": sp.S.Complexes}.get(name[7:], sym(name))
+        if name in ("e",) and not (self.at_op("(") and False):
+            return sp.E
+        if name == "i" and self.complex_i:
+            return sp.I
+        if name in ("pi", "oo"):
+            return CONSTS[name]
+        if name in FUNC_LETTERS and self.at_op("("):
+            # f(x): an applied function (only for the letters answers use as function names)
+            save = self.k
+            self.next()
+            try:
+                args = self.answer_list((")",))
+                self.expect(")")
+            except ParseError:
+                self.k = save
+                return sym(name)
+            items = args.items if isinstance(args, Lst) else [args]
+            vals = [_unwrap(a) for a in items]
+            if all(_is_expr(v) for v in vals):
+                return sp.Function(name)(*vals)
+            self.k = save
+        return sym(name)
+
+    def function(self, name: str, closers):
+        if name in ("sqrt",) and self.at_op("{"):
+            return sp.sqrt(_unwrap(self.group_expr()))
+        power = None
+        base = None
+        if name in ("log", "lg") and self.at_op("_"):
+            self.next()
+            base = _unwrap(self.group_expr() if self.at_op("{") else self.primary(()))
+        if self.at_op("^"):
+            self.next()
+            power = self.exponent(closers)
+        if self.at_op("("):
+            self.next()
+            arg = self.answer_list((")",))
+            self.expect(")")
+        elif self.at_op("{"):
+            arg = self.group_expr()
+        else:
+            # \sin 2x, \ln x: the argument runs over implicit products of simple factors
+            arg = self.unary(closers)
+            while self.at("num") or self.at("id") or (self.at_op("(") and not self.at("fn")):
+                arg = self.mul(arg, self.postfix(closers), "*")
+        args = arg.items if isinstance(arg, Lst) else [arg]
+        vals = [_unwrap(a) for a in args]
+        if not all(_is_expr(v) for v in vals):
+            raise ParseError("function of a tuple")
+        if name == "lg":
+            f = lambda x: sp.log(x, 10)  # noqa: E731
+        elif name == "det":
+            raise ParseError("det")
+        else:
+            f = FUNCS[name]
+        if name in ("max", "min", "gcd", "lcm"):
+            val = f(*vals)
+        elif len(vals) != 1:
+            raise ParseError(f"{name} takes one argument")
+        elif base is not None:
+            val = sp.log(vals[0], base)
+        else:
+            val = f(vals[0])
+        if power is not None:
+            if power == -1 and name in ("sin", "cos", "tan"):
+                val = {"sin": sp.asin, "cos": sp.acos, "tan": sp.atan}[name](vals[0])
+            else:
+                val = _safe_pow(val, power)
+        return val
+
+    def matrix(self, body: str):
+        det = body.startswith("det|")
+        if det:
+            body = body[4:]
+        rows = [r for r in re.split(r"\\\\", body) if r.strip()]
+        if not rows or len(rows) > 20:
+            raise ParseError("bad matrix")
+        cells = []
+        for r in rows:
+            row = []
+            for c in r.split("&"):
+                node = Parser(tokenize(c), self.complex_i).parse()
+                v = _unwrap(node)
+                if not _is_expr(v):
+                    raise ParseError("bad matrix cell")
+                row.append(v)
+            cells.append(row)
+        if len({len(r) for r in cells}) != 1:
+            raise ParseError("ragged matrix")
+        m = sp.ImmutableMatrix(cells)
+        return m.det() if det else m
+
+    def bracket(self, open_):
+        closers = (")", "]")
+        node = self.answer_list(closers)
+        close = self.next().val
+        if close not in closers:
+            raise ParseError("unclosed bracket")
+        items = node.items if isinstance(node, Lst) else [node]
+        if len(items) == 1 and not (open_ == "(" and close == "]") and not (open_ == "[" and close == ")"):
+            return node  # a grouping bracket
+        return Tup(items, open_, close)
+
+    def set_literal(self):
+        # set-builder: \{x | cond\} or \{x : cond\} or \{x \in R | cond\}
+        save = self.k
+        if self.at("id"):
+            j = 1
+            if self.at("cmd", "in", 1):
+                j = 3
+            t = self.peek(j)
+            if t is not None and t.kind == "op" and t.val in ("|", ":"):
+                var = sym(self.peek().val)
+                self.k += j + 1
+                cond = self.answer_list(("\\}",))
+                self.expect("\\}")
+                return SetB(var, cond)
+        self.k = save
+        if self.at_op("\\}"):
+            self.next()
+            return SetN([])
+        node = self.answer_list(("\\}",))
+        self.expect("\\}")
+        return SetN(node.items if isinstance(node, Lst) else [node])
+
+
+def _unwrap(x):
+    return x.expr if isinstance(x, E) else x
+
+
+def _unwrap_num(x):
+    return x
+
+
+def _combine(terms):
+    if len(terms) == 1:
+        return terms[0]
+    vals = [_unwrap(t) for t in terms]
+    if not all(_is_expr(v) or isinstance(v, sp.MatrixBase) for v in vals):
+        raise ParseError("sum of tuples")
+    total = vals[0]
+    for v in vals[1:]:
+        total = total + v
+    return total
+
+
+def parse_answer(s: str):
+    """The answer tree of ``s``; raises ParseError, or TooLarge for inputs over the size guards."""
+    toks = tokenize(s)
+    if not toks:
+        raise ParseError("empty")
+    ids = [t.val for t in toks if t.kind == "id"]
+    # "i" is the imaginary unit unless it is clearly an index (x_i, a sum over i)
+    complex_i = not re.search(r"_\{?i\b|\\sum", s)
+    try:
+        node = Parser(toks, complex_i).parse()
+    except (ParseError, TooLarge):
+        raise
+    except RecursionError:
+        raise TooLarge("nesting too deep")
+    except (TypeError, ValueError, AttributeError, ArithmeticError, IndexError, KeyError, NotImplementedError) as exc:
+        # sympy refusing a combination (a scalar plus a matrix, ...) is an unreadable answer
+        raise ParseError(f"{type(exc).__name__}: {exc}") from None
+    del ids
+    return _finish(node)
+
+
+def _finish(node):
+    if _is_expr(node) or isinstance(node, sp.MatrixBase):
+        return E(node)
+    if isinstance(node, Lst):
+        return Lst([_finish(x) for x in node.items])
+    if isinstance(node, Tup):
+        return Tup([_finish(x) for x in node.items], node.open, node.close)
+    if isinstance(node, SetN):
+        return SetN([_finish(x) for x in node.items])
+    if isinstance(node, Rel):
+        return Rel(node.ops, [_finish(x) for x in node.args])
+    if isinstance(node, SetOp):
+        return SetOp(node.op, _finish(node.a), _finish(node.b))
+    if isinstance(node, SetB):
+        return SetB(node.var, _finish(node.cond))
+    if isinstance(node, sp.Set):
+        return node
+    return node
+
+
+_WORD_RE = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
+_STOP = {"the", "a", "an", "is", "are", "of", "to", "and", "or", "it", "be", "will", "in", "on", "at", "by", "for", "as"}
+
+
+def text_words(s: str) -> list[str]:
+    """Lower-cased content words of a text answer (LaTeX text wrappers removed)."""
+    s = re.sub(r"\\(?:text|mbox|textbf|mathrm|textit|emph)\s*", " ", s)
+    s = re.sub(r"\\[a-zA-Z]+", " ", s)
+    return [w for w in _WORD_RE.findall(s.lower()) if w not in _STOP]
