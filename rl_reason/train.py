@@ -142,12 +142,19 @@ def _run_id(args, output_dir: Path, resumed: bool) -> str:
 
 
 def _last_checkpoint(output_dir: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    checkpoint = get_last_checkpoint(str(output_dir))
-    if checkpoint is None:
-        print(f"--resume: no checkpoint in {output_dir}, starting from scratch")
-    return checkpoint
+    """The newest complete checkpoint. A crash mid-save leaves a directory without
+    trainer_state.json (the Trainer writes it last); that one is skipped, not loaded."""
+    candidates = sorted(
+        (p for p in output_dir.glob("checkpoint-*") if p.name.rsplit("-", 1)[-1].isdigit()),
+        key=lambda p: int(p.name.rsplit("-", 1)[-1]),
+        reverse=True,
+    )
+    for path in candidates:
+        if (path / "trainer_state.json").exists():
+            return str(path)
+        print(f"--resume: skipping {path.name}, an incomplete checkpoint (the run died while saving it)")
+    print(f"--resume: no checkpoint in {output_dir}, starting from scratch")
+    return None
 
 
 class _RecipeToWandb(TrainerCallback):

@@ -64,3 +64,17 @@ def test_non_ascii_and_odd_values_round_trip(tmp_path):
     line = open(shard_path(tmp_path, 0), encoding="utf-8").read()
     assert line.count("\n") == 1 and json.loads(line)
     assert os.path.getsize(shard_path(tmp_path, 0)) > 0
+
+
+def test_rewind_drops_steps_that_will_rerun(tmp_path):
+    from rl_reason.traces import rewind_shard
+
+    with TraceWriter(tmp_path, rank=0) as w:
+        for step in range(5):
+            w.add({"step": step, "mode": "train"})
+        w.add({"step": None, "mode": "sample"})  # rejection-sampling traces are not re-run
+    with open(shard_path(tmp_path, 0), "a") as f:
+        f.write('{"step": 5, "mo')  # the killed write
+    assert rewind_shard(shard_path(tmp_path, 0), 3) == 2
+    assert [r["step"] for r in read_traces(tmp_path)] == [0, 1, 2, None]
+    assert rewind_shard(tmp_path / "missing.jsonl", 0) == 0
