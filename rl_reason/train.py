@@ -110,6 +110,10 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
         trace_writer=writer,
     )
     trainer.add_callback(_RecipeToWandb(recipe.raw))
+    from rl_reason.monitor import monitoring_callbacks
+
+    for callback in monitoring_callbacks(recipe):
+        trainer.add_callback(callback)
     try:
         trainer.train(resume_from_checkpoint=checkpoint)
     finally:

@@ -178,7 +178,7 @@ PATHOLOGICAL = [
     ("x", "x^{x^{x^{x^x}}}"),
     ("1", "10^{10^{10}} - 10^{10^{10}} + 1"),
     ("3", r"\binom{10^{9}}{10^{5}}"),
-    ("0", "(x+1)^{999}(x-1)^{999} - (x^2-1)^{999}"),
+    ("0", "(x+1)^{999}(x-1)^{999} - (x^2-1)^{999} + 1"),
     ("1", "1" * 1999),
     ("9^{9^9}", "9^{9^9}+0"),
 ]
@@ -231,6 +231,19 @@ def test_pool_kill_path():
         out = pool.run([("sleep 3",), ("true",)], timeout=0.5)
         assert out == [("timeout", None), ("ok", 0)]
         assert time.monotonic() - t < 2.9 and pool.respawns == 1
+    finally:
+        pool.shutdown()
+
+
+def test_pool_that_cannot_start_fails_fast():
+    from rewards.math_pool import WorkerPool
+
+    pool = WorkerPool("no_such_module_for_math_tests:fn", workers=1)
+    try:
+        t = time.monotonic()
+        assert pool.run([(1,), (2,)], timeout=1.0) == [("error", "workers failed to start")] * 2
+        assert pool.run([(3,)], timeout=1.0) == [("error", "workers failed to start")]
+        assert time.monotonic() - t < 15
     finally:
         pool.shutdown()
 
