@@ -2,10 +2,11 @@
 
 Public API::
 
-    extract_answer(text, fallbacks=False) -> str | None
+    extract_answer(text, fallbacks=False, hedge="reject") -> str | None
     check(gold, pred, timeout=2.0, **policy) -> Verdict        # equal / not_equal / unknown(reason)
     is_equivalent(gold, pred, timeout=2.0, **policy) -> bool
     check_batch(pairs, timeout=2.0, workers=None, **policy) -> list[Verdict]
+    start_workers(workers=None) -> bool                         # optional: pre-start the pool
     accuracy_reward(prompts, completions, answer=None, solution=None, **kwargs) -> list[float | None]
 
 Plain numbers are decided here without sympy (and without starting any process). Everything
@@ -36,6 +37,7 @@ __all__ = [
     "gold_answer",
     "is_equivalent",
     "make_accuracy_reward",
+    "start_workers",
     "ALL_FALLBACKS",
 ]
 
@@ -191,6 +193,14 @@ def check_batch(pairs, timeout: float = DEFAULT_TIMEOUT, workers: int | None = N
     return out  # type: ignore[return-value]
 
 
+def start_workers(workers: int | None = None, timeout: float = 60.0) -> bool:
+    """Start the sympy worker pool now (it is otherwise created lazily on first need), e.g.
+    before a timed loop; True once every worker is ready."""
+    from rewards.math_pool import get_pool
+
+    return get_pool(_WORKER_FN, workers).warm(timeout)
+
+
 def check(gold: str, pred: str, timeout: float = DEFAULT_TIMEOUT, **policy) -> Verdict:
     """Three-way comparison of a reference answer and a predicted answer (both already extracted)."""
     return check_batch([(gold, pred)], timeout=timeout, **policy)[0]
@@ -216,11 +226,22 @@ def gold_answer(reference, from_solution: bool = False) -> str | None:
     return ref
 
 
-def make_accuracy_reward(timeout: float = DEFAULT_TIMEOUT, fallbacks=False, timeout_reward: float | None = 0.0, **policy):
+def make_accuracy_reward(
+    timeout: float = DEFAULT_TIMEOUT,
+    fallbacks=False,
+    hedge: str = "reject",
+    timeout_reward: float | None = 0.0,
+    workers: int | None = None,
+    **policy,
+):
     """A TRL reward: 1.0 when the completion's final answer equals the reference, 0.0 when not,
     None when the reference cannot be parsed. A timeout scores ``timeout_reward`` (0.0: a
-    pathological answer is not rewarded; None drops the sample from the advantage)."""
+    pathological answer is not rewarded; None drops the sample from the advantage).
+    ``fallbacks`` (off: only \\boxed{} and <answer> count), ``hedge`` and ``workers`` (sympy
+    processes, default min(4, cpus)) as in ``extract_answer``/``check_batch``; ``policy`` as in
+    ``Policy``."""
     _policy(policy)
+    extract_answer("", hedge=hedge)  # validates the option now, not on the first training step
 
     def accuracy_reward(prompts=None, completions=None, answer=None, solution=None, **kwargs) -> list[float | None]:
         if completions is None:
@@ -231,8 +252,8 @@ def make_accuracy_reward(timeout: float = DEFAULT_TIMEOUT, fallbacks=False, time
         if len(refs) != len(completions):
             raise ValueError(f"{len(completions)} completions but {len(refs)} references")
         golds = [gold_answer(r, from_solution=answer is None) for r in refs]
-        preds = [extract_answer(completion_text(c), fallbacks=fallbacks) for c in completions]
-        verdicts = check_batch(list(zip(golds, preds)), timeout=timeout, **policy)
+        preds = [extract_answer(completion_text(c), fallbacks=fallbacks, hedge=hedge) for c in completions]
+        verdicts = check_batch(list(zip(golds, preds)), timeout=timeout, workers=workers, **policy)
         rewards: list[float | None] = []
         counts = {"unparseable_gold": 0, "no_answer": 0, "timeouts": 0, "errors": 0}
         for g, p, v in zip(golds, preds, verdicts):

@@ -18,7 +18,7 @@ import sympy as sp
 
 from rewards.math_num import Num, NumPolicy, numbers_equal
 from rewards.math_parse import (
-    PM, E, Lst, ParseError, Rel, SetB, SetN, SetOp, Text, TooLarge, Tup, normalize, parse_answer, text_words,
+    PM, E, Lst, ParseError, Rel, SetB, SetN, SetOp, TooLarge, Tup, normalize, parse_answer, text_words,
 )
 
 MAX_ALTERNATIVES = 64  # \pm expansions
@@ -39,7 +39,7 @@ class Policy:
 def _canon(s: str) -> str:
     s = normalize(s)
     s = re.sub(r"\\(?:text|mbox|mathrm|textbf)\s*\{([^{}]*)\}", r"\1", s)
-    return re.sub(r"\s+|\{|\}", "", s).lower()
+    return re.sub(r"\s+|\{|\}", "", s)  # case matters: x is not X
 
 
 def check_pair(gold: str, pred: str, policy: dict) -> tuple[str, str | None]:
@@ -69,7 +69,12 @@ def check_pair(gold: str, pred: str, policy: dict) -> tuple[str, str | None]:
         gw = g_text if g_text is not None else text_words(gold)
         pw = p_text if p_text is not None else text_words(pred)
         return ("equal", None) if _text_equal(gw, pw, pol) else ("not_equal", None)
-    return ("equal", None) if Cmp(pol).eq(g, p) else ("not_equal", None)
+    try:
+        same = Cmp(pol).eq(g, p)
+    except (TypeError, ValueError, AttributeError, NotImplementedError, ArithmeticError, IndexError) as exc:
+        # sympy refusing to compare what we built (a matrix inequality, ...): no evidence of equality
+        return ("not_equal", f"incomparable: {type(exc).__name__}")
+    return ("equal", None) if same else ("not_equal", None)
 
 
 def _text_equal(gw: list[str], pw: list[str], pol) -> bool:
@@ -81,7 +86,7 @@ def _text_equal(gw: list[str], pw: list[str], pol) -> bool:
         return True
     # "Petya" for "Petya will receive the last token": a short answer naming the gold's key words
     if pol.text_containment and len(gw) >= 3 and len(pw) <= 3 and len(pw) < len(gw):
-        return all(w in gw for w in pw) and any(len(w) > 2 for w in pw)
+        return all(w in gw for w in pw) and any(len(w) > 2 and w.isalpha() for w in pw)
     return False
 
 
@@ -200,9 +205,10 @@ class Cmp:
             if isinstance(g, SetN) and isinstance(p, SetN) or not (self._set_like(g) or self._set_like(p)) or (gl and pl):
                 gi, pi = _flatten(g), _flatten(p)
                 if isinstance(g, Lst) and isinstance(p, Tup) and len(g.items) == len(p.items) and not _has_pm(p):
-                    return self.seq_eq(g.items, p.items)  # "1, 2, 3" vs "(x, y, z) = (1, 2, 3)"
+                    # "1, 2, 3" vs "(x, y, z) = (1, 2, 3)"
+                    return self.seq_eq([_strip_label(x) for x in g.items], p.items)
                 if isinstance(p, Lst) and isinstance(g, Tup) and len(g.items) == len(p.items) and not _has_pm(g):
-                    return self.seq_eq(g.items, p.items)
+                    return self.seq_eq(g.items, [_strip_label(x) for x in p.items])
                 gi = [_strip_label(x) for x in gi]
                 pi = [_strip_label(x) for x in pi]
                 if self.pol.ordered_lists and isinstance(g, Lst) and isinstance(p, Lst):
@@ -296,8 +302,8 @@ class Cmp:
             if any(e is None for e in exprs):
                 return None
             syms = set().union(*(e.free_symbols for e in exprs))
-            if len(syms) != 1:
-                return None
+            if len(syms) != 1 or any(e.has(sp.core.function.AppliedUndef) for e in exprs):
+                return None  # f(a) >= f(b) is a statement, not a set of numbers
             (x,) = syms
             conds = []
             for op, a, b in zip(n.ops, exprs, exprs[1:]):
@@ -365,7 +371,7 @@ class Cmp:
 
     def solve_eq(self, g: Rel, p) -> bool:
         """Gold ``y + 1 = -(2x-1)^2`` vs pred ``-4x^2+4x-2``: solve for the variable the pred lacks."""
-        if g.ops != ["="] or not isinstance(p, E) or not isinstance(p.expr, sp.Basic):
+        if g.ops != ["="] or not isinstance(p, E) or not isinstance(p.expr, sp.Expr):
             return False
         gl, gr = _expr(g.args[0]), _expr(g.args[1])
         if gl is None or gr is None:
@@ -481,26 +487,24 @@ class Cmp:
 
     def random_points(self, a, b, syms) -> bool:
         """Both sides agree at seeded random points in (0.1, 0.9) (positive reals below 1: the
-        domain where identities such as 2 asin(sqrt a) = acos(1-2a) hold)."""
+        domain where identities such as 2 asin(sqrt a) = acos(1-2a) hold); (-20, 20) when a
+        step function (floor, ceil, abs, ...) is involved."""
         syms = sorted(syms, key=lambda s: s.name)
-        f = sp.lambdify(syms, a - b, modules="mpmath")
-        fa = sp.lambdify(syms, a, modules="mpmath")
-        import mpmath
-
-        mpmath.mp.dps = 30
+        diff = a - b
+        # evalf with subs, not lambdify: lambdify exec()s generated source, and the symbol names
+        # here come from model text
+        steps = diff.has(sp.floor, sp.ceiling, sp.Abs, sp.sign, sp.Mod, sp.Max, sp.Min, sp.Piecewise, sp.frac)
+        lo, hi = (-20.0, 20.0) if steps else (0.1, 0.9)
         agreed = 0
         for _ in range(8):
-            pt = [mpmath.mpf(self.rng.uniform(0.1, 0.9)) for _ in syms]
+            pt = {s_: sp.Float(self.rng.uniform(lo, hi), 30) for s_ in syms}
             try:
-                d = f(*pt)
-                scale = abs(fa(*pt))
-            except (ZeroDivisionError, ValueError, TypeError, OverflowError):
+                d = complex(diff.evalf(30, subs=pt))
+                scale = abs(complex(a.evalf(30, subs=pt)))
+            except (TypeError, ValueError, OverflowError, ZeroDivisionError):
+                continue  # a pole or an undefined value at this point: try another
+            if d != d or scale != scale:  # nan
                 continue
-            try:
-                d = complex(d)
-                scale = float(abs(complex(scale)))
-            except (TypeError, ValueError, OverflowError):
-                return False
             if abs(d) > 1e-20 * max(1.0, scale):
                 return False
             agreed += 1
@@ -520,7 +524,7 @@ def _subs_node(node, mapping):
 
 
 def _expr(n):
-    if isinstance(n, E) and isinstance(n.expr, sp.Basic) and not isinstance(n.expr, sp.Set):
+    if isinstance(n, E) and isinstance(n.expr, sp.Expr):
         return n.expr
     return None
 
@@ -534,18 +538,27 @@ def _vector(n):
 
 
 def _dedupe(items):
-    out = []
+    """Drop literal repeats (a listed solution twice is still one solution)."""
+    out, seen = [], set()
     for x in items:
-        if not any(_same(x, y) for y in out):
+        k = _key(x)
+        if k is None or k not in seen:
             out.append(x)
+            if k is not None:
+                seen.add(k)
     return out
 
 
-def _same(a, b) -> bool:
+def _key(node):
     try:
-        return isinstance(a, E) and isinstance(b, E) and a.expr == b.expr and a.pct == b.pct and a.deg == b.deg
-    except Exception:
-        return False
+        if isinstance(node, E):
+            return ("E", node.expr, node.pct, node.deg) if isinstance(node.expr, sp.Basic) else None
+        if isinstance(node, Tup):
+            keys = tuple(_key(x) for x in node.items)
+            return None if None in keys else ("T", node.open, node.close, keys)
+    except TypeError:  # unhashable
+        return None
+    return None
 
 
 def _to_fraction(v) -> Fraction | None:

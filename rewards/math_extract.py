@@ -49,38 +49,70 @@ def _boxes(text: str) -> list[tuple[int, int, str | None]]:
     return out
 
 
-def _final_box(text: str) -> str | None:
-    boxes = _boxes(text)
-    if not boxes:
-        return None
-    # The last box, joined with boxes right before it that only a separator parts
-    # ("\boxed{1}, \boxed{2}" is the answer "1, 2"; a hedge then fails to match a single gold).
-    group = [boxes[-1]]
-    for prev in reversed(boxes[:-1]):
-        between = text[prev[1]: group[0][0]]
-        if len(between) > 40 or not _JOINER_RE.match(between):
-            break
-        group.insert(0, prev)
-    parts = [b[2] for b in group]
-    if any(p is None or not p.strip() for p in parts):
-        return None
-    return ", ".join(p.strip() for p in parts)
+def _box_groups(text: str) -> list[str | None]:
+    """The boxed answers in order; boxes that only a separator parts form one answer
+    ("\\boxed{1}, \\boxed{2}" is "1, 2", so a spray of boxes fails against a single gold).
+    A group with an empty or unclosed box is None."""
+    groups: list[list[tuple]] = []
+    for b in _boxes(text):
+        if groups:
+            between = text[groups[-1][-1][1]: b[0]]
+            if len(between) <= 40 and _JOINER_RE.match(between):
+                groups[-1].append(b)
+                continue
+        groups.append([b])
+    out = []
+    for g in groups:
+        parts = [b[2] for b in g]
+        out.append(None if any(p is None or not p.strip() for p in parts) else ", ".join(p.strip() for p in parts))
+    return out
 
 
-def extract_answer(text, fallbacks: bool | tuple[str, ...] | list[str] = False) -> str | None:
-    """The final answer of ``text``: last ``\\boxed{}``/``\\fbox{}`` (balanced braces), else the last
-    ``<answer>…</answer>``; then, only when asked, regex fallbacks (``True`` = all of
+def _same_answer(a: str, b: str) -> bool:
+    from rewards.math_num import parse_number
+
+    if re.sub(r"\s|\$", "", a) == re.sub(r"\s|\$", "", b):
+        return True
+    na, nb = parse_number(a), parse_number(b)
+    return na is not None and nb is not None and na.value == nb.value and na.percent == nb.percent
+
+
+def _final(candidates: list[str | None], hedge: str) -> str | None:
+    if not candidates or candidates[-1] is None:
+        return None
+    last = candidates[-1]
+    if hedge == "reject" and any(c is not None and not _same_answer(c, last) for c in candidates[:-1]):
+        return None  # several different final answers: a hedge earns nothing
+    return last
+
+
+def extract_answer(text, fallbacks: bool | tuple[str, ...] | list[str] = False, hedge: str = "reject") -> str | None:
+    """The final answer of ``text``: the last ``\\boxed{}``/``\\fbox{}`` (balanced braces), else
+    the last ``<answer>…</answer>``; then, only when asked, regex fallbacks (``True`` = all of
     ``ALL_FALLBACKS``: "final answer is", "the answer is", GSM8K ``####``, an ``A:``/``Answer:`` line).
-    Empty or unclosed boxes give None, so a truncated completion earns nothing."""
+
+    After a ``</think>`` only the text after it counts (when it holds an answer). Empty or
+    unclosed boxes give None, so a truncated completion earns nothing. ``hedge="reject"``
+    (default): several *different* boxed (or tagged) answers give None; ``"last"`` keeps the
+    last one (a model correcting itself: "\\boxed{3}, wait, no: \\boxed{5}")."""
+    if hedge not in ("reject", "last"):
+        raise ValueError(f"hedge must be 'reject' or 'last', got {hedge!r}")
     if not isinstance(text, str) or not text:
         return None
     text = text[-MAX_TEXT:]
+    if "</think>" in text:
+        after = text.rsplit("</think>", 1)[1]
+        if _BOX_RE.search(after) or _ANSWER_TAG_RE.search(after):
+            text = after
     tags = _ANSWER_TAG_RE.findall(text)
-    boxed_in = tags[-1] if tags and _BOX_RE.search(tags[-1]) else text
-    if _BOX_RE.search(boxed_in):
-        ans = _final_box(boxed_in)
-    elif tags:
-        ans = tags[-1].strip() or None
+    if tags:
+        cands = []
+        for t in tags:
+            groups = _box_groups(t) if _BOX_RE.search(t) else [t.strip() or None]
+            cands.append(groups[-1] if groups else None)
+        ans = _final(cands, hedge)
+    elif _BOX_RE.search(text):
+        ans = _final(_box_groups(text), hedge)
     else:
         ans = None
         names = ALL_FALLBACKS if fallbacks is True else tuple(fallbacks or ())

@@ -124,6 +124,7 @@ class WorkerPool:
         self.workers: list[_Worker] = []
         self.lock = threading.Lock()
         self.respawns = 0
+        self.start_failures = 0  # workers that died before saying "ready"
         self.closed = False
 
     def _spawn(self) -> _Worker:
@@ -146,6 +147,9 @@ class WorkerPool:
         with self.lock:
             if self.closed:
                 raise RuntimeError("the math checker pool was shut down")
+            if self.start_failures >= 3 * self.size and not any(w.ready for w in self.workers):
+                # workers cannot start here (a broken environment): answer at once, do not stall
+                return [("error", "workers failed to start")] * len(tasks)
             self._ensure(self.size)  # the whole pool at once: a late worker would import sympy mid-batch
             results: list[tuple | None] = [None] * len(tasks)
             queue = list(range(len(tasks)))[::-1]
@@ -174,6 +178,12 @@ class WorkerPool:
                     except (EOFError, OSError):  # the worker died (e.g. killed by the OS)
                         if w.task:
                             results[w.task[0]] = ("error", "worker died")
+                        if not w.ready:
+                            self.start_failures += 1
+                        if self.start_failures >= 3 * self.size:
+                            w.kill()
+                            self.workers.remove(w)
+                            continue
                         self._replace(w)
                         continue
                     if tag == "ready":
@@ -186,12 +196,28 @@ class WorkerPool:
                     if w.task and now >= w.task[1]:
                         results[w.task[0]] = ("timeout", None)
                         self._replace(w)
-                if not any(w.ready for w in self.workers) and now > start + startup_timeout:
+                broken = self.start_failures >= 3 * self.size and not any(w.ready for w in self.workers)
+                if broken or (not any(w.ready for w in self.workers) and now > start + startup_timeout):
                     for i in queue:
                         results[i] = ("error", "workers failed to start")
                     queue.clear()
                     break
             return [r if r is not None else ("error", "lost") for r in results]
+
+    def warm(self, timeout: float = 60.0) -> bool:
+        """Start every worker and wait until each has imported its task module."""
+        with self.lock:
+            self._ensure(self.size)
+            end = time.monotonic() + timeout
+            while not all(w.ready for w in self.workers) and time.monotonic() < end:
+                for w in self.workers:
+                    if not w.ready and w.conn.poll(max(0.0, min(0.05, end - time.monotonic()))):
+                        try:
+                            tag, _ = w.conn.recv()
+                            w.ready = tag == "ready"
+                        except (EOFError, OSError):
+                            self._replace(w)
+            return all(w.ready for w in self.workers)
 
     def shutdown(self) -> None:
         with self.lock:
@@ -217,7 +243,8 @@ _POOLS_LOCK = threading.Lock()
 def get_pool(task_fn_path: str, workers: int | None = None) -> WorkerPool:
     """The shared pool for ``task_fn_path``, created on first use and reused."""
     workers = workers or min(4, os.cpu_count() or 1)
-    key = (task_fn_path, workers)
+    # keyed by pid too: a forked child must not share (or, at exit, kill) its parent's workers
+    key = (task_fn_path, workers, os.getpid())
     with _POOLS_LOCK:
         pool = _POOLS.get(key)
         if pool is None or pool.closed:
@@ -228,6 +255,7 @@ def get_pool(task_fn_path: str, workers: int | None = None) -> WorkerPool:
 @atexit.register
 def shutdown_all() -> None:
     with _POOLS_LOCK:
-        for pool in _POOLS.values():
-            pool.shutdown()
-        _POOLS.clear()
+        for key, pool in list(_POOLS.items()):
+            if key[2] == os.getpid():
+                pool.shutdown()
+            del _POOLS[key]

@@ -26,7 +26,12 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
     [
         (r"so \boxed{42}.", "42"),
         (r"\boxed{\frac{1}{2}}", r"\frac{1}{2}"),
-        (r"first \boxed{3} then, wait, no: \boxed{5}", "5"),  # the last box is the final answer
+        (r"first \boxed{3} then, wait, no: \boxed{5}", None),  # two different final answers: a hedge
+        (r"\boxed{0.5}, that is \boxed{\frac{1}{2}}", r"\frac{1}{2}"),  # one value written twice
+        (r"\boxed{0.5}, that is \boxed{0.25}", None),
+        (r"so \boxed{4}. Indeed \boxed{4}", "4"),  # the same answer twice is no hedge
+        (r"<think>maybe \boxed{3}</think> so \boxed{5}", "5"),  # after </think> only the answer part counts
+        (r"<think>only inside \boxed{3}</think> done", "3"),
         (r"\fbox{7}", "7"),
         (r"\boxed{\begin{pmatrix} 1 \\ 2 \end{pmatrix}}", r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}"),
         (r"\boxed{}", None),  # empty box
@@ -44,6 +49,15 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 )
 def test_extract_answer(text, expected):
     assert extract_answer(text) == expected
+
+
+def test_hedge_option():
+    text = r"first \boxed{3} then, wait, no: \boxed{5}"
+    assert extract_answer(text, hedge="last") == "5"
+    assert extract_answer("<answer>3</answer> or <answer>4</answer>") is None
+    assert extract_answer("<answer>3</answer> or <answer>4</answer>", hedge="last") == "4"
+    with pytest.raises(ValueError):
+        extract_answer(text, hedge="maybe")
 
 
 def test_extract_fallbacks_are_opt_in():
@@ -233,6 +247,21 @@ def test_pool_kill_path():
         assert time.monotonic() - t < 2.9 and pool.respawns == 1
     finally:
         pool.shutdown()
+
+
+def test_forked_child_gets_its_own_pool():
+    import os
+
+    assert check("1", "x+1").status == "not_equal"  # the parent's pool exists
+    pid = os.fork()
+    if pid == 0:  # child: must not reuse the parent's pipes
+        try:
+            os._exit(0 if check("x+1", "1+x").equal and check("(x+1)^2", "x^2+2x+1").equal else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    assert check("x^2", "x x").equal  # and the parent's pool still works
 
 
 def test_pool_that_cannot_start_fails_fast():

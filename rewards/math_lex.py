@@ -1,0 +1,329 @@
+"""Normalisation and tokenizing of answer strings (LaTeX and plain text) for ``math_parse``.
+
+Only whitelisted tokens come out: numbers, single-letter and Greek identifiers, known function
+names, operators, and words (text answers, unit words, separators such as "and"/"or").
+Anything else raises ``ParseError``; nothing here evaluates model text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import sympy as sp
+
+MAX_TOKENS = 1_500
+
+
+class ParseError(ValueError):
+    pass
+
+
+class TooLarge(ValueError):
+    pass
+
+
+# ---------------------------------------------------------------- normalisation
+
+_UNICODE = {
+    "−": "-", "–": "-", "×": r"\times ", "·": r"\cdot ", "÷": r"\div ", "π": r"\pi ", "∞": r"\infty ",
+    "≤": r"\le ", "≥": r"\ge ", "≠": r"\ne ", "＞": ">", "＜": "<", "∪": r"\cup ", "∩": r"\cap ",
+    "∈": r"\in ", "√": r"\sqrt ", "°": r"^\circ ", "±": r"\pm ", "∅": r"\emptyset ", "≈": r"\approx ",
+    "，": ",", "：": ":", "（": "(", "）": ")", "θ": r"\theta ", "α": r"\alpha ", "β": r"\beta ",
+    "∀": r"\forall ", "⋅": r"\cdot ", "′": "'",
+}
+_CIRCLED = {chr(0x2460 + i): f"{i + 1}," for i in range(20)}
+
+_DROP_RE = re.compile(
+    r"(?<!\\)\\(?:left|right|bigg|Bigg|big|Big)[lr]?(?![a-zA-Z])|\\displaystyle|\\textstyle|(?<!\\)\\[!,;:> ]|\\q?quad(?![a-zA-Z])"
+    r"|\\(?:limits|nolimits)(?![a-zA-Z])|\\[()\[\]]|\$|~"
+)
+_RENAME = [
+    (re.compile(r"\\[dtc]frac(?![a-zA-Z])"), r"\\frac"),
+    (re.compile(r"\\[dt]binom(?![a-zA-Z])"), r"\\binom"),
+    (re.compile(r"\\(?:leqslant|leq|le)(?![a-zA-Z])"), r"\\le "),
+    (re.compile(r"\\(?:geqslant|geq|ge)(?![a-zA-Z])"), r"\\ge "),
+    (re.compile(r"\\(?:neq|ne)(?![a-zA-Z])"), r"\\ne "),
+    (re.compile(r"\\lt(?![a-zA-Z])"), "<"),
+    (re.compile(r"\\gt(?![a-zA-Z])"), ">"),
+    (re.compile(r"<=|=<"), r"\\le "),
+    (re.compile(r">="), r"\\ge "),
+    (re.compile(r"!="), r"\\ne "),
+    (re.compile(r"\*\*"), "^"),
+    (re.compile(r"<sup>(.*?)</sup>"), r"^{\1}"),
+    (re.compile(r"\\(?:textdegree|degree|textcirc)(?![a-zA-Z])"), r"\\circ "),
+    (re.compile(r",\s*\\!\s*(?=\d{3})"), ""),  # 32,\!349 is one number
+]
+
+
+def normalize(s: str) -> str:
+    # Strings pasted from JSON sometimes lost a backslash to an escape: "\t" became a TAB.
+    s = s.replace("\t", "\\t").replace("\x0c", "\\f").replace("\x08", "\\b").replace("\r", "\\r")
+    s = s.replace("\n", " ").replace("\\$", " ")
+    s = re.sub(r"\\\\(?=[a-zA-Z])", r"\\", s)  # "\\frac" from double escaping (matrix rows keep "\\ ")
+    for k, v in _UNICODE.items():
+        s = s.replace(k, v)
+    for k, v in _CIRCLED.items():
+        s = s.replace(k, v)
+    for pat, rep in _RENAME:
+        s = pat.sub(rep, s)
+    s = _DROP_RE.sub(" ", s)
+    return s.strip().rstrip(".").strip()
+
+
+# ---------------------------------------------------------------- tokens
+
+GREEK = set(
+    "alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi rho sigma tau "
+    "upsilon phi varphi chi psi omega Gamma Delta Theta Lambda Xi Sigma Phi Psi Omega".split()
+)
+FUNCS = {
+    "sin": sp.sin, "cos": sp.cos, "tan": sp.tan, "cot": sp.cot, "sec": sp.sec, "csc": sp.csc,
+    "arcsin": sp.asin, "arccos": sp.acos, "arctan": sp.atan, "asin": sp.asin, "acos": sp.acos, "atan": sp.atan,
+    "arccot": sp.acot, "sinh": sp.sinh, "cosh": sp.cosh, "tanh": sp.tanh, "exp": sp.exp, "ln": sp.log,
+    "log": sp.log, "lg": None, "sqrt": sp.sqrt, "abs": sp.Abs, "max": sp.Max, "min": sp.Min,
+    "gcd": sp.gcd, "lcm": sp.lcm, "det": None, "floor": sp.floor, "ceil": sp.ceiling,
+}
+# Unit and filler words stripped after a value. Never single letters: "5t" is not "5" (notes §1.9).
+UNITS = set(
+    """units unit square cubic sq cm mm km m2 cm2 meters meter metres metre kilometers kilometer miles mile feet foot
+    ft inches inch yards yard grams gram kg kilograms kilogram mg pounds pound lbs lb ounces ounce oz liters liter
+    litres litre ml gallons gallon seconds second sec secs minutes minute min mins hours hour hrs hr days day weeks
+    week months month years year yrs degrees degree deg radians radian rad dollars dollar cents cent euros euro yuan
+    yen rupees rs people persons students children times ways points cubes eggs apples pages items percent pct
+    percentage mph kmh kph km/h m/s mps per each only approximately about roughly exactly total th st nd rd""".split()
+)
+WORD_SEPS = {"and": "and", "or": "or"}
+QUALIFIERS = {"for", "where", "when", "with", "if", "since", "because", "which", "that", "such", "whenever"}
+FILLER = {"is", "are", "the", "a", "an", "all", "both", "answer", "final", "thus", "so", "therefore", "hence",
+          "solution", "solutions", "value", "values", "equals", "equal", "be", "must", "will", "it", "of", "only"}
+INF_WORDS = {"infinity", "inf", "infinite", "infinitely"}
+TEXT_CMDS = {"text", "mbox", "textrm", "textit", "textnormal", "mathrm", "mathbf", "textbf", "mathit",
+             "operatorname", "boldsymbol", "mathsf", "texttt", "emph", "textsf", "hbox", "bm"}
+FUNC_LETTERS = set("fghFGHPQT") | {"p", "q"}
+
+
+@dataclass
+class Tok:
+    kind: str  # num id fn cmd op sep word unit qual matrix
+    val: str
+    space: bool = False  # whitespace before this token
+
+
+_NUM_AT = re.compile(r"\d+(?:\.\d+)?|\.\d+")
+
+
+class Lexer:
+    def __init__(self, s: str):
+        self.s, self.i, self.toks, self.depth, self.text_depth = s, 0, [], 0, 0
+        self.prev_tok: Tok | None = None  # the token before a \text{} group this lexer reads
+
+    def add(self, kind, val, space):
+        self.toks.append(Tok(kind, val, space))
+        if len(self.toks) > MAX_TOKENS:
+            raise TooLarge("too many tokens")
+
+    def group(self) -> str:
+        """The raw content of the brace group starting at self.i (which is '{')."""
+        s, i, depth = self.s, self.i + 1, 1
+        while i < len(s) and depth:
+            if s[i] == "\\":
+                i += 2
+                continue
+            depth += (s[i] == "{") - (s[i] == "}")
+            i += 1
+        if depth:
+            raise ParseError("unbalanced braces")
+        content = s[self.i + 1: i - 1]
+        self.i = i
+        return content
+
+    def skip_ws(self) -> bool:
+        j = self.i
+        while self.i < len(self.s) and self.s[self.i].isspace():
+            self.i += 1
+        return self.i > j
+
+    def run(self) -> list[Tok]:
+        s = self.s
+        while True:
+            space = self.skip_ws()
+            if self.i >= len(s):
+                return self.toks
+            c = s[self.i]
+            if c.isdigit() or (c == "." and self.i + 1 < len(s) and s[self.i + 1].isdigit()):
+                m = _NUM_AT.match(s, self.i)
+                val = m.group(0)
+                self.i = m.end()
+                # 7,425,000: thousands groups (no spaces, outside brackets) make one number
+                while self.depth == 0 and "." not in val:
+                    t = re.match(r",(\d{3})(?![\d])(\.\d+)?", s[self.i:])
+                    if not t:
+                        break
+                    val += t.group(1) + (t.group(2) or "")
+                    self.i += t.end()
+                self.add("num", val, space)
+                continue
+            if c.isalpha():
+                m = re.match(r"[A-Za-z]+", s[self.i:])
+                if not m:  # another alphabet: keep the word as text
+                    m = re.match(r"\w+", s[self.i:])
+                    self.i += m.end()
+                    self.add("word", m.group(0), space)
+                    continue
+                self.i += m.end()
+                self.letters(m.group(0), space)
+                continue
+            if c == "\\":
+                self.command(space)
+                continue
+            if c == "{":
+                self.depth += 1
+                self.add("op", "{", space)
+            elif c == "}":
+                self.depth -= 1
+                self.add("op", "}", space)
+            elif c in "([":
+                self.depth += 1
+                self.add("op", c, space)
+            elif c in ")]":
+                self.depth -= 1
+                self.add("op", c, space)
+            elif c in "+-*/^!=<>,;:|_'&%":
+                self.add("op", c, space)
+            elif c in "?\"`":
+                pass
+            else:
+                raise ParseError(f"unexpected character {c!r}")
+            self.i += 1
+
+    def letters(self, word: str, space: bool) -> None:
+        low = word.lower()
+        prev = self.toks[-1] if self.toks else self.prev_tok
+        if word in FUNCS or low in ("sqrt", "exp", "ln", "log"):
+            self.add("fn", low if low in FUNCS else word, space)
+        elif low in ("pi",):
+            self.add("id", "pi", space)
+        elif low in INF_WORDS:
+            self.add("id", "oo", space)
+            if low == "infinitely":  # "infinitely many"
+                m = re.match(r"\s*many", self.s[self.i:])
+                if m:
+                    self.i += m.end()
+        elif low in WORD_SEPS and (len(word) > 1):
+            self.add("sep", low, space)
+        elif low in QUALIFIERS:
+            self.add("qual", low, space)
+        elif low in ("st", "nd", "rd", "th") and prev and prev.kind == "num" and not space:
+            pass  # 15th
+        elif len(word) > 1 and low in UNITS and prev is not None:
+            self.add("unit", low, space)
+        elif len(word) > 1 and (low in FILLER or self.text_depth or len(word) > 3):
+            self.add("word", word, space)
+        else:
+            # LaTeX math: adjacent letters are a product of symbols ("xy", "ab")
+            for k, ch in enumerate(word):
+                self.add("id", ch, space and k == 0)
+
+    def command(self, space: bool) -> None:
+        s = self.s
+        m = re.match(r"\\([a-zA-Z]+|.)", s[self.i:])
+        if not m:
+            raise ParseError("dangling backslash")
+        name = m.group(1)
+        self.i += m.end()
+        if name in TEXT_CMDS:
+            self.skip_ws()
+            if self.i < len(s) and s[self.i] == "{":
+                content = self.group()
+                prev = self.toks[-1] if self.toks else None
+                if content.strip() in ("m", "g", "s", "h", "l", "L", "km", "cm", "kg") and prev is not None and prev.kind == "num":
+                    self.add("unit", content.strip(), space)  # 2.653\,\mathrm{m}: an explicit unit
+                    return
+                if name in ("mathrm", "operatorname", "mathit", "mathbf", "bm", "boldsymbol") and re.fullmatch(r"\s*[A-Za-z]\s*", content):
+                    self.add("id", content.strip(), space)
+                    return
+                self.text_depth += 1
+                sub = Lexer(normalize(content))
+                sub.text_depth = 1
+                sub.depth = self.depth
+                sub.prev_tok = self.toks[-1] if self.toks else self.prev_tok
+                self.toks.extend(sub.run())
+                if len(self.toks) > MAX_TOKENS:
+                    raise TooLarge("too many tokens")
+                self.text_depth -= 1
+            return
+        if name in ("boxed", "fbox", "overline", "vec", "hat", "bar", "tilde", "widehat", "underline", "mathcal"):
+            return  # the following group is parsed as a plain group
+        if name == "mathbb":
+            self.skip_ws()
+            content = self.group() if self.i < len(s) and s[self.i] == "{" else s[self.i: self.i + 1]
+            if not content.strip():
+                raise ParseError("empty mathbb")
+            self.add("id", "mathbb_" + content.strip()[0], space)
+            return
+        if name in ("begin",):
+            self.skip_ws()
+            env = self.group().strip() if self.i < len(s) and s[self.i] == "{" else ""
+            end = s.find("\\end{" + env + "}", self.i)
+            if end < 0:
+                raise ParseError("unclosed environment")
+            body = s[self.i: end]
+            self.i = end + len("\\end{" + env + "}")
+            if env in ("pmatrix", "bmatrix", "matrix", "Bmatrix", "vmatrix", "array", "smallmatrix"):
+                if env == "array":
+                    body = re.sub(r"^\s*\{[^}]*\}", "", body)
+                self.add("matrix", ("det|" if env == "vmatrix" else "") + body, space)
+                return
+            raise ParseError(f"environment {env} not supported")
+        if name in ("{", "}"):
+            self.add("op", "\\" + name, space)
+            return
+        if name == "%":
+            self.add("op", "%", space)
+            return
+        if name == "\\":
+            self.add("op", "\\\\", space)
+            return
+        if name == "|":
+            raise ParseError("norms are not supported")
+        if name in ("sqrt", "frac", "binom"):
+            self.add("cmd", name, space)
+            return
+        if name in ("ell", "imath"):
+            self.add("id", "l" if name == "ell" else "i", space)
+            return
+        if name in GREEK:
+            self.add("id", name, space)
+            return
+        if name == "pi":
+            self.add("id", "pi", space)
+            return
+        if name in ("infty", "infin"):
+            self.add("id", "oo", space)
+            return
+        if name in FUNCS or name in ("lg",):
+            self.add("fn", name, space)
+            return
+        mapped = {
+            "cdot": "*", "times": "*", "ast": "*", "div": "/", "le": "<=", "ge": ">=", "ne": "!=", "approx": "~=",
+            "equiv": "=", "cong": "=", "sim": "=", "cup": "cup", "cap": "cap", "setminus": "minus", "in": "in",
+            "mid": "|", "vert": "|", "lvert": "|", "rvert": "|", "pm": "pm", "mp": "mp", "circ": "circ",
+            "lceil": "lceil", "rceil": "rceil", "lfloor": "lfloor", "rfloor": "rfloor", "colon": ":",
+            "emptyset": "empty", "varnothing": "empty", "ldots": "dots", "cdots": "dots", "dots": "dots",
+            "dotsb": "dots", "land": "and", "wedge": "and", "lor": "or", "vee": "or", "frac": "frac",
+            "sqrt": "sqrt", "binom": "binom", "choose": "choose", "prime": "'", "forall": "forall",
+            "exists": "forall", "Rightarrow": "implies", "implies": "implies", "to": "implies", "rightarrow": "implies",
+            "notin": "notin", "subset": "subset", "subseteq": "subset", "langle": "(", "rangle": ")",
+            "lbrace": "\\{", "rbrace": "\\}", "over": "over",
+        }.get(name)
+        if mapped is None:
+            raise ParseError(f"unknown command \\{name}")
+        if mapped in ("and", "or"):
+            self.add("sep", mapped, space)
+        else:
+            self.add("cmd" if mapped.isalpha() else "op", mapped, space)
+
+
+def tokenize(s: str) -> list[Tok]:
+    return Lexer(normalize(s)).run()
