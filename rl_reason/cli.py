@@ -42,6 +42,12 @@ def train(
     except ConfigError as exc:
         _fail(str(exc))
     typer.echo(f"done: {result.global_step} steps, model in {result.output_dir}, traces in {result.traces_dir}")
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        # Leave the process group cleanly, so the launcher's exit barrier releases every node at once.
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 @app.command()
@@ -90,6 +96,7 @@ def launch(
     vllm_node: Annotated[bool, typer.Option("--vllm-node", help="with --slurm: the last node serves vLLM for the others")] = False,
     model: Annotated[Optional[str], typer.Option(help="model the vLLM server serves (the recipe's policy)")] = None,
     resume: Annotated[bool, typer.Option("--resume")] = False,
+    mixed_precision: Annotated[Optional[str], typer.Option(help="override the accelerate config's mixed precision (no, bf16, fp16)")] = None,
     vllm_timeout: Annotated[float, typer.Option(help="seconds training nodes wait for the vLLM server's /health")] = 900.0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print every node's command and exit")] = False,
 ):
@@ -103,6 +110,7 @@ def launch(
         num_machines=num_machines, processes_per_machine=processes_per_machine,
         main_process_ip=main_process_ip or os.environ.get("MASTER_ADDR", "127.0.0.1"),
         main_process_port=main_process_port, model=model, resume=resume,
+        extra_accelerate_args=["--mixed_precision", mixed_precision] if mixed_precision else [],
     )
     try:
         if slurm:
@@ -127,7 +135,13 @@ def launch(
         except TimeoutError as exc:
             _fail(str(exc))
     typer.echo(f"[{node}] {' '.join(cmd)}", err=True)
-    os.execvp(cmd[0], cmd)
+    import shutil
+
+    # accelerate/trl sit beside this interpreter even when its venv is not on PATH.
+    bin_dir = str(Path(sys.executable).parent)
+    os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    program = shutil.which(cmd[0]) or str(Path(bin_dir) / cmd[0])
+    os.execv(program, [program, *cmd[1:]])
 
 
 def _register_command_modules() -> None:

@@ -6,6 +6,7 @@ Rows come out in TRL's conversational prompt form: ``prompt`` is a list of chat 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
@@ -14,6 +15,7 @@ from rl_reason.config import ConfigError, DataSection
 from rl_reason.task import SYSTEM_PROMPT, make_problems, prompt_messages
 
 PROCEDURAL = {"addition"}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 EVAL_SEED_OFFSET = 10_000  # held-out problems come from a seed no training set uses
 
 
@@ -33,6 +35,14 @@ def procedural_splits(data: DataSection) -> tuple[list[dict], list[dict]]:
 def _load_rows(data: DataSection, where: str) -> Dataset:
     path = Path(data.source)
     if not path.exists():
+        if _HUB_ID.match(data.source) and path.suffix not in {".jsonl", ".json", ".parquet", ".csv"}:
+            try:
+                ds = load_dataset(data.source, split=data.split or "train")
+            except Exception as exc:  # offline, missing, gated: one line either way
+                raise ConfigError(
+                    f"{where}: data.source: {data.source!r} is not an existing path and loading it from the Hub failed ({type(exc).__name__})"
+                ) from None
+            return ds.select(range(min(data.limit, len(ds)))) if data.limit else ds
         raise ConfigError(f"{where}: data.source: {data.source!r} is neither a procedural task {sorted(PROCEDURAL)} nor an existing path")
     if path.is_dir():
         ds = load_from_disk(str(path))

@@ -57,6 +57,12 @@ def resolve_accelerate_config(name: str) -> Path:
     raise ValueError(f"accelerate config {name!r} not found; choose one of {known} or give a .yaml path")
 
 
+def _is_deepspeed(config: str) -> bool:
+    import yaml
+
+    return yaml.safe_load(resolve_accelerate_config(config).read_text()).get("distributed_type") == "DEEPSPEED"
+
+
 def train_command(plan: LaunchPlan, machine_rank: int) -> list[str]:
     """The command one training node runs."""
     cmd = [
@@ -71,6 +77,9 @@ def train_command(plan: LaunchPlan, machine_rank: int) -> list[str]:
     if plan.num_machines > 1:
         # c10d rendezvous: nodes may start in any order and wait for each other.
         cmd += ["--rdzv_backend", "c10d", "--same_network"]
+        if _is_deepspeed(plan.accelerate_config):
+            # One torchrun per node (what SLURM and our launchers do), not DeepSpeed's pdsh fan-out.
+            cmd += ["--deepspeed_multinode_launcher", "standard"]
     cmd += [*plan.extra_accelerate_args, "-m", "rl_reason.cli", "train", plan.recipe, *plan.overrides]
     if plan.vllm_node:
         cmd += ["use_vllm=true", "vllm_mode=server", f"vllm_server_host={plan.vllm_node}", f"vllm_server_port={plan.vllm_port}"]
