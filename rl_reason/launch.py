@@ -142,11 +142,22 @@ def expand_nodelist(nodelist: str) -> list[str]:
 
 
 def resolve_address(host: str) -> str:
-    """An IP for the master: ranks on other nodes may not resolve short SLURM host names alike."""
+    """An IP for the master: ranks on other nodes may not resolve short SLURM host names alike.
+
+    DNS first, then SLURM's own record of the node (``NodeAddr``), else the name unchanged.
+    """
     try:
         return socket.gethostbyname(host)
     except OSError:
-        return host
+        pass
+    try:
+        out = subprocess.run(["scontrol", "show", "node", host], capture_output=True, text=True, timeout=10).stdout
+        m = re.search(r"\bNodeAddr=(\S+)", out)
+        if m:
+            return socket.gethostbyname(m.group(1))
+    except (FileNotFoundError, subprocess.TimeoutExpired, OSError):
+        pass
+    return host
 
 
 def plan_from_slurm(plan: LaunchPlan, env: dict | None = None, use_vllm_node: bool = False) -> LaunchPlan:

@@ -60,3 +60,35 @@ def test_cli_dry_run_prints_every_node():
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("[node0] accelerate launch") and "--machine_rank 1" in lines[1]
+
+
+def test_wait_for_vllm_times_out_on_a_dead_port_and_passes_a_healthy_server():
+    import http.server
+    import socket
+    import threading
+    import time
+
+    from rl_reason.launch import wait_for_vllm
+
+    with socket.socket() as s:  # a loopback port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match="not healthy"):
+        wait_for_vllm("127.0.0.1", dead_port, timeout=1.0, interval=0.2)
+    assert time.monotonic() - start < 5
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        wait_for_vllm("127.0.0.1", server.server_address[1], timeout=5.0, interval=0.2)
+    finally:
+        server.shutdown()
