@@ -43,15 +43,8 @@ def run(tmp: Path, name: str, nproc: int, config: str | None, steps: int) -> dic
     start = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
-    history = json.loads((tmp / name / "trainer_state.json").read_text())["log_history"] if (tmp / name / "trainer_state.json").exists() else []
-    if not history:
-        # save_strategy=no writes no trainer_state; the traces' timestamps give the step times instead.
-        from rl_reason.traces import read_traces
-
-        times = sorted({r["step"]: r["time"] for r in read_traces(tmp / name / "traces") if r["rank"] == 0}.items())
-        step_times = [b[1] - a[1] for a, b in zip(times, times[1:])][2:]  # skip warm-up steps
-    else:
-        step_times = [h["step_time"] for h in history if "step_time" in h][2:]
+    history = json.loads((tmp / name / "trainer_state.json").read_text())["log_history"]
+    step_times = [h["step_time"] for h in history if "step_time" in h][2:]  # skip warm-up steps
     return {"name": name, "processes": nproc, "step_s": statistics.median(step_times), "wall_s": wall, "completions_per_step": 16 * nproc}
 
 

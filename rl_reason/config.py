@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 
 class ConfigError(ValueError):
@@ -47,10 +47,16 @@ class DataSection(_Section):
     system_prompt: str | None = None  # None: the task's default prompt
     num_train: int = Field(2000, ge=1)
     num_eval: int = Field(200, ge=0)
-    min_digits: int = Field(2, ge=1)
-    max_digits: int = Field(4, ge=1)
+    min_digits: int = Field(1, ge=1)
+    max_digits: int = Field(3, ge=1)
     seed: int = 0
     limit: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _digits_in_order(self):
+        if self.min_digits > self.max_digits:
+            raise ValueError(f"min_digits ({self.min_digits}) is larger than max_digits ({self.max_digits})")
+        return self
 
 
 class RewardSpec(_Section):

@@ -120,6 +120,7 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
         if writer is not None:
             writer.close()
     trainer.save_model(str(output_dir))
+    trainer.save_state()  # OUTPUT_DIR/trainer_state.json: the log history, for reports and benchmarks
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(output_dir))
     return TrainResult(output_dir, traces_dir, trainer.state.global_step, trainer.state.log_history)
