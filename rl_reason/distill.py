@@ -28,6 +28,11 @@ def load_messages(source: str | Path, where: str = "config"):
     path = Path(source)
     if path.is_dir() and (path / "dataset").is_dir():
         path = path / "dataset"
+    elif path.is_dir():
+        for name in ("messages.parquet", "messages.jsonl"):  # an export made with --no-save-to-disk
+            if (path / "data" / name).is_file():
+                path = path / "data" / name
+                break
     if path.is_dir():
         try:
             ds = load_from_disk(str(path))
@@ -35,6 +40,8 @@ def load_messages(source: str | Path, where: str = "config"):
             raise ConfigError(f"{where}: data.source: {source} is not a saved dataset or an export directory") from None
     elif path.is_file() and path.suffix in {".jsonl", ".json"}:
         ds = load_dataset("json", data_files=str(path), split="train")
+    elif path.is_file() and path.suffix == ".parquet":
+        ds = load_dataset("parquet", data_files=str(path), split="train")
     else:
         raise ConfigError(f"{where}: data.source: {source} not found (give an export directory or a .jsonl of messages)")
     if "messages" not in ds.column_names:

@@ -19,9 +19,14 @@ Record fields (schema version 1)::
     reward             weighted total (TRL's nan-sum)
     advantage          GRPO advantage used in the update
     completion_tokens  number of completion tokens
+    completion_ids     the completion's token ids
     truncated          true when generation hit max_completion_length before EOS
+    finish_reason      "stop" (EOS) or "length"
     time               unix time when written
     id, source         dataset row id and source, when present
+
+``traces/run.json`` holds what is the same for every record of a run: git SHA, model and
+revision, chat template hash, sampling parameters and rewards.
 """
 
 from __future__ import annotations
@@ -97,26 +102,22 @@ def shards(directory: str | Path) -> list[Path]:
 
 
 def read_shard(path: Path, stats: dict | None = None) -> Iterator[dict]:
-    with open(path, "rb") as f:
-        data = f.read()
-    lines = data.split(b"\n")
-    # A file that does not end in "\n" has a last line a crash cut short.
-    last_complete = data.endswith(b"\n")
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        is_last = i == len(lines) - 1
-        try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            if stats is not None:
-                stats["truncated" if is_last and not last_complete else "corrupt"] += 1
-            if not (is_last and not last_complete):
-                log.warning("%s:%d: skipping a corrupt trace line", path, i + 1)
-            continue
-        if is_last and not last_complete and stats is not None:
-            stats["unterminated"] += 1
-        yield record
+    with open(path, "rb") as f:  # line by line: a shard can be larger than memory
+        for i, line in enumerate(f):
+            if not line.strip():
+                continue
+            cut_short = not line.endswith(b"\n")  # only a crash-truncated last line lacks it
+            try:
+                record = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                if stats is not None:
+                    stats["truncated" if cut_short else "corrupt"] += 1
+                if not cut_short:
+                    log.warning("%s:%d: skipping a corrupt trace line", path, i + 1)
+                continue
+            if cut_short and stats is not None:
+                stats["unterminated"] += 1
+            yield record
 
 
 def read_traces(directory: str | Path, stats: dict | None = None) -> Iterator[dict]:
@@ -126,6 +127,14 @@ def read_traces(directory: str | Path, stats: dict | None = None) -> Iterator[di
             stats.setdefault(key, 0)
     for path in shards(directory):
         yield from read_shard(path, stats)
+    directory = Path(directory)
+    if directory.is_dir():
+        from rl_reason.compact import read_parquet_shard
+
+        # Shards compacted to Parquet (rl-reason compact) whose JSONL is gone.
+        for path in sorted(directory.glob("*.parquet")):
+            if not path.with_suffix(".jsonl").exists():
+                yield from read_parquet_shard(path)
 
 
 def rewind_shard(path: str | Path, step: int) -> int:

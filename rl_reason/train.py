@@ -11,10 +11,17 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from transformers import TrainerCallback
+from accelerate import PartialState
+from transformers import AutoTokenizer, TrainerCallback
 
+from rewards.registry import REQUIRED_COLUMNS, get_reward
 from rl_reason.config import ConfigError, Recipe, load_recipe
+from rl_reason.data import train_dataset
+from rl_reason.monitor import monitoring_callbacks
 from rl_reason.preflight import check_model_path, check_output_dir, check_vllm, cpu_defaults
+from rl_reason.tiny import build_tiny
+from rl_reason.traces import TraceWriter, rewind_shard, shard_path
+from rl_reason.trainer import TracingGRPOTrainer
 
 
 @dataclass
@@ -50,10 +57,6 @@ def setup_wandb(recipe: Recipe) -> None:
 
 
 def train(recipe: Recipe, resume: bool = False) -> TrainResult:
-    from rewards.registry import REQUIRED_COLUMNS, get_reward
-    from rl_reason.data import train_dataset
-    from rl_reason.tiny import build_tiny
-
     args = recipe.args
     # 1. Everything a user can get wrong, before anything heavy.
     check_vllm(args, recipe.source)
@@ -67,18 +70,11 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
     # 2. The model: the embedded tiny one is built once and then loaded by path like any other.
     model_path = recipe.model.name_or_path
     if model_path == "tiny":
-        from accelerate import PartialState
-
         model_path = str(output_dir / "base_model")
         # One writer per node; the other ranks wait, then load the same files.
         with PartialState().local_main_process_first():
             if not (Path(model_path) / "config.json").exists():
                 build_tiny(model_path, size=recipe.model.size, seed=recipe.model.seed)
-
-    from transformers import AutoTokenizer
-
-    from rl_reason.traces import TraceWriter
-    from rl_reason.trainer import TracingGRPOTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     setup_wandb(recipe)
@@ -88,10 +84,6 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
     writer = None
     traces_dir = None
     if recipe.traces.enabled:
-        from accelerate import PartialState
-
-        from rl_reason.traces import rewind_shard, shard_path
-
         rank = PartialState().process_index
         traces_dir = Path(recipe.traces.dir) if recipe.traces.dir else output_dir / "traces"
         if checkpoint:
@@ -100,6 +92,8 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
             if dropped:
                 print(f"rank {rank}: resuming at step {step}, dropped {dropped} traces of the steps that will re-run")
         writer = TraceWriter(traces_dir, rank=rank, run_id=_run_id(args, output_dir, resumed=bool(checkpoint)))
+        if PartialState().is_main_process:
+            _write_run_metadata(traces_dir, writer.run_id, recipe, tokenizer, model_path)
 
     trainer = TracingGRPOTrainer(
         model=model_path,
@@ -110,8 +104,6 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
         trace_writer=writer,
     )
     trainer.add_callback(_RecipeToWandb(recipe.raw))
-    from rl_reason.monitor import monitoring_callbacks
-
     for callback in monitoring_callbacks(recipe):
         trainer.add_callback(callback)
     try:
@@ -126,6 +118,37 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
     return TrainResult(output_dir, traces_dir, trainer.state.global_step, trainer.state.log_history)
 
 
+def _write_run_metadata(traces_dir: Path, run_id: str, recipe: Recipe, tokenizer, model_path: str) -> None:
+    """traces/run.json: what every record of the run shares, written once."""
+    import hashlib
+    import json
+    import subprocess
+
+    args = recipe.args
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        sha = ""
+    meta = {
+        "schema": 1,
+        "run_id": run_id,
+        "git_sha": sha or None,
+        "model": model_path,
+        "model_revision": (args.model_init_kwargs or {}).get("revision") if isinstance(args.model_init_kwargs, dict) else None,
+        "chat_template_sha256": hashlib.sha256((tokenizer.chat_template or "").encode()).hexdigest(),
+        "sampling": {
+            "temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k,
+            "max_completion_length": args.max_completion_length, "num_generations": args.num_generations,
+            "use_vllm": args.use_vllm,
+        },
+        "rewards": [r.model_dump() for r in recipe.rewards],
+        "data": recipe.data.model_dump(),
+    }
+    tmp = traces_dir / "run.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2, default=str))
+    tmp.replace(traces_dir / "run.json")
+
+
 def _run_id(args, output_dir: Path, resumed: bool) -> str:
     """The run name, or an id kept in OUTPUT_DIR/run_id so a resumed run keeps its id."""
     if args.run_name:
@@ -133,8 +156,6 @@ def _run_id(args, output_dir: Path, resumed: bool) -> str:
     path = output_dir / "run_id"
     if resumed and path.exists():
         return path.read_text().strip()
-    from accelerate import PartialState
-
     state = PartialState()
     run_id = os.environ.get("RL_REASON_RUN_ID") or f"run-{uuid.uuid4().hex[:8]}"
     if state.num_processes > 1:

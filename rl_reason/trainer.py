@@ -92,7 +92,9 @@ class TracingGRPOTrainer(GRPOTrainer):
                     "group_mean": _none_if_nan(group_mean[group]),
                     "group_std": _none_if_nan(group_std[group]),
                     "completion_tokens": len(ids),
+                    "completion_ids": list(ids),
                     "truncated": not (len(ids) > 0 and ids[-1] in eos_ids),
+                    "finish_reason": "stop" if (len(ids) > 0 and ids[-1] in eos_ids) else "length",
                     "id": row.get("id"),
                     "source": row.get("source"),
                 }

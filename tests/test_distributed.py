@@ -8,8 +8,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-import yaml
 
+from conftest import write_recipe
 from rl_reason.traces import read_traces
 
 REPO = Path(__file__).resolve().parents[1]
@@ -17,23 +17,7 @@ ACCELERATE = str(Path(sys.executable).parent / "accelerate")
 
 
 def recipe(tmp_path, model_dir):
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump({
-        "output_dir": str(tmp_path / "run"),
-        "model": {"name_or_path": str(model_dir)},
-        "data": {"num_train": 64, "min_digits": 1, "max_digits": 2},
-        "rewards": [{"name": "math"}, {"name": "format", "weight": 0.5}],
-        "num_generations": 4,
-        "per_device_train_batch_size": 4,
-        "max_completion_length": 12,
-        "max_steps": 3,
-        "logging_steps": 1,
-        "learning_rate": 1e-3,
-        "save_strategy": "no",
-        "report_to": "none",
-        "run_name": "dist",
-    }))
-    return path
+    return write_recipe(tmp_path / "recipe.yaml", model_dir, tmp_path / "run", run_name="dist")
 
 
 @pytest.mark.slow

@@ -51,7 +51,7 @@ def test_export_writes_messages_dataset_and_jsonl(tmp_path):
     assert stats.read == 8 and stats.kept == 3 and stats.prompts == 2
     assert stats.removed["duplicate"] == 1 and stats.removed["truncated"] == 1 and stats.removed["eval_mode"] == 1
     ds = load_from_disk(str(tmp_path / "out" / "dataset"))
-    rows = load_dataset("json", data_files=str(tmp_path / "out" / "train.jsonl"), split="train")
+    rows = load_dataset("json", data_files=str(tmp_path / "out" / "data" / "messages.jsonl"), split="train")
     assert len(ds) == len(rows) == 3
     messages = ds[0]["messages"]
     assert [m["role"] for m in messages] == ["system", "user", "assistant"]

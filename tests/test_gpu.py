@@ -5,7 +5,7 @@ import importlib.util
 
 import pytest
 import torch
-import yaml
+from conftest import write_recipe
 
 pytestmark = [
     pytest.mark.gpu,
@@ -18,16 +18,10 @@ def test_grpo_with_vllm_colocate(tmp_path, tiny_model_dir):
     from rl_reason.traces import read_traces
     from rl_reason.train import load_train_recipe, train
 
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump({
-        "output_dir": str(tmp_path / "run"),
-        "model": {"name_or_path": str(tiny_model_dir)},
-        "data": {"num_train": 32, "min_digits": 1, "max_digits": 2},
-        "rewards": [{"name": "math"}, {"name": "format", "weight": 0.5}],
-        "use_vllm": True, "vllm_mode": "colocate", "vllm_gpu_memory_utilization": 0.2,
-        "num_generations": 4, "per_device_train_batch_size": 8, "max_completion_length": 16,
-        "max_steps": 2, "logging_steps": 1, "save_strategy": "no", "report_to": "none", "bf16": True,
-    }))
+    path = write_recipe(
+        tmp_path / "recipe.yaml", tiny_model_dir, tmp_path / "run", use_vllm=True, vllm_mode="colocate",
+        vllm_gpu_memory_utilization=0.2, per_device_train_batch_size=8, max_completion_length=16, max_steps=2, bf16=True,
+    )
     result = train(load_train_recipe(path))
     assert result.global_step == 2
     assert len(list(read_traces(result.traces_dir))) == 16

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-import yaml
 
+from conftest import write_recipe
 from rl_reason.traces import read_traces
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,24 +20,14 @@ ENV = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
 
 
 def recipe(tmp_path, model_dir, **extra):
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump({
-        "output_dir": str(tmp_path / "run"),
-        "model": {"name_or_path": str(model_dir)},
-        "data": {"num_train": 256, "min_digits": 1, "max_digits": 2},
-        "rewards": [{"name": "math"}, {"name": "format", "weight": 0.5}],
-        "num_generations": 4, "per_device_train_batch_size": 4, "max_completion_length": 12,
-        "max_steps": 3, "logging_steps": 1, "learning_rate": 1e-3,
-        "save_strategy": "no", "report_to": "none", "run_name": "nodes", **extra,
-    }))
-    return path
+    return write_recipe(tmp_path / "recipe.yaml", model_dir, tmp_path / "run", run_name="nodes", **extra)
 
 
 def node(recipe_path, rank, port, **kw):
     cmd = [RL_REASON, "launch", str(recipe_path), "--num-machines", "2", "--machine-rank", str(rank),
            "--processes-per-machine", "1", "--main-process-ip", "127.0.0.1", "--main-process-port", str(port),
            "--accelerate-config", "zero2", "--mixed-precision", "no"]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=REPO, **kw)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=recipe_path.parent, **kw)
 
 
 @pytest.mark.slow
@@ -69,7 +59,7 @@ def test_a_dead_rank_ends_the_run_quickly_with_an_error(tmp_path, tiny_model_dir
     launcher = subprocess.Popen(
         [str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file", str(REPO / "configs/accelerate/zero2.yaml"),
          "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", "29543", "-m", "rl_reason.cli", "train", str(path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=tmp_path,
     )
     try:
         deadline = time.monotonic() + 300

@@ -11,32 +11,17 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 
+from conftest import write_recipe
 from rl_reason.traces import read_traces
 
 
-def write_recipe(tmp_path, model_dir, name):
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({
-        "output_dir": str(tmp_path / name),
-        "model": {"name_or_path": str(model_dir)},
-        "data": {"num_train": 64, "min_digits": 1, "max_digits": 2},
-        "rewards": [{"name": "math"}, {"name": "format", "weight": 0.5}],
-        "num_generations": 4,
-        "per_device_train_batch_size": 8,
-        "max_completion_length": 12,
-        "max_steps": 6,
-        "save_strategy": "steps",
-        "save_steps": 2,
-        "logging_steps": 1,
-        "learning_rate": 1e-3,
-        "report_to": "none",
-        "run_name": name,
-        "seed": 3,
-    }))
-    return path
+def recipe(tmp_path, model_dir, name):
+    return write_recipe(
+        tmp_path / f"{name}.yaml", model_dir, tmp_path / name, run_name=name, seed=3,
+        per_device_train_batch_size=8, max_steps=6, save_strategy="steps", save_steps=2,
+    )
 
 
 def cli(*args):
@@ -45,12 +30,12 @@ def cli(*args):
 
 @pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_model_dir):
-    straight = subprocess.run(cli("train", write_recipe(tmp_path, tiny_model_dir, "straight")), capture_output=True, text=True, timeout=600)
+    straight = subprocess.run(cli("train", recipe(tmp_path, tiny_model_dir, "straight")), capture_output=True, text=True, timeout=600)
     assert straight.returncode == 0, straight.stderr[-3000:]
 
     run = tmp_path / "killed"
-    recipe = write_recipe(tmp_path, tiny_model_dir, "killed")
-    proc = subprocess.Popen(cli("train", recipe), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed_recipe = recipe(tmp_path, tiny_model_dir, "killed")
+    proc = subprocess.Popen(cli("train", killed_recipe), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     # Kill once checkpoint-2 is complete and the run has moved on to later steps.
     while time.monotonic() < deadline and proc.poll() is None:
@@ -63,7 +48,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_model_d
     proc.wait()
     assert not (run / "checkpoint-6").exists()
 
-    resumed = subprocess.run(cli("train", recipe, "--resume"), capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(cli("train", killed_recipe, "--resume"), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     # Steps the killed run wrote after its last complete checkpoint were rewound (see "dropped" in stdout).
 

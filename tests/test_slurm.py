@@ -7,8 +7,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import yaml
 
+from conftest import write_recipe
 from rl_reason.traces import read_traces
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -37,15 +37,7 @@ def test_sbatch_two_node_job_runs_to_completion(tmp_path, tiny_model_dir):
     reason = ensure_installed()
     if reason:
         pytest.skip(reason)
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump({
-        "output_dir": str(tmp_path / "run"),
-        "model": {"name_or_path": str(tiny_model_dir)},
-        "data": {"num_train": 64, "min_digits": 1, "max_digits": 2},
-        "rewards": [{"name": "math"}, {"name": "format", "weight": 0.5}],
-        "num_generations": 4, "per_device_train_batch_size": 4, "max_completion_length": 12,
-        "max_steps": 3, "logging_steps": 1, "save_strategy": "no", "report_to": "none", "run_name": "slurm",
-    }))
+    recipe = write_recipe(tmp_path / "recipe.yaml", tiny_model_dir, tmp_path / "run", run_name="slurm")
     with local_cluster(tmp_path / "slurm") as env:
         env = {**env, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "ACCEL": "zero2",
                "RL_REASON": str(Path(sys.executable).parent / "rl-reason"), "MASTER_PORT": "29571"}

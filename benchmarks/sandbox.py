@@ -1,0 +1,179 @@
+"""Side-by-side speed of three ways to run untrusted Python against tests, on the same cores:
+
+* ``sandbox``: rewards.code (fork servers, namespaces, seccomp, per-run tmpfs; full isolation);
+* ``subprocess``: a fresh ``python -I`` per run, no isolation at all;
+* ``humaneval``: human-eval's harness design, reimplemented here: a thread pool, and per program a
+  ``multiprocessing.Manager`` list plus a forked ``Process`` that calls a reliability guard
+  (rlimits, dangerous ``os``/``shutil``/``subprocess`` functions set to None) and execs the program
+  with an in-process timer. No isolation.
+
+Workloads: the 164 HumanEval canonical solutions with their tests, and a trivial program.
+Usage: ``python benchmarks/sandbox.py [--workers N] [--trivial N] [--json out.json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import faulthandler
+import gzip
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from rewards import code  # noqa: E402
+
+HUMANEVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneval" / "HumanEval.jsonl.gz"
+TRIVIAL = "print(1)"
+
+
+# ---- human-eval's design, reimplemented ----------------------------------------------------
+class _Timeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float):
+    def handler(signum, frame):
+        raise _Timeout()
+
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.signal(signal.SIGALRM, handler)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _guard(max_bytes: int = 2 << 30) -> None:
+    """Best-effort in-process guard: rlimits and disabled functions. Not a security boundary."""
+    import builtins
+    import shutil
+
+    resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
+    resource.setrlimit(resource.RLIMIT_DATA, (max_bytes, max_bytes))
+    faulthandler.disable()
+    builtins.exit = builtins.quit = None
+    os.environ["OMP_NUM_THREADS"] = "1"
+    for name in ("kill", "system", "putenv", "remove", "removedirs", "rmdir", "fchdir", "setuid", "fork",
+                 "forkpty", "killpg", "rename", "renames", "truncate", "replace", "unlink", "fchmod",
+                 "fchown", "chmod", "chown", "chroot", "lchown", "getcwd", "chdir"):
+        setattr(os, name, None)
+    shutil.rmtree = shutil.move = shutil.chown = None
+    subprocess.Popen = None
+
+
+def _unsafe_execute(program: str, result, timeout: float) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        os.chdir(d)
+        rmtree, rmdir, chdir = __import__("shutil").rmtree, os.rmdir, os.chdir
+        _guard()
+        try:
+            with _time_limit(timeout), contextlib.redirect_stdout(open(os.devnull, "w")):
+                exec(program, {})
+            result.append("passed")
+        except _Timeout:
+            result.append("timed out")
+        except BaseException as e:
+            result.append(f"failed: {e}")
+        __import__("shutil").rmtree, os.rmdir, os.chdir = rmtree, rmdir, chdir
+
+
+def humaneval_check(program: str, timeout: float = 3.0) -> bool:
+    manager = multiprocessing.Manager()
+    try:
+        result = manager.list()
+        p = multiprocessing.Process(target=_unsafe_execute, args=(program, result, timeout))
+        p.start()
+        p.join(timeout=timeout + 1)
+        if p.is_alive():
+            p.kill()
+        return len(result) > 0 and result[0] == "passed"
+    finally:
+        manager.shutdown()
+
+
+# ---- the three runners: each returns True on pass ----------------------------------------------
+def subprocess_check(program: str, timeout: float = 3.0) -> bool:
+    try:
+        return subprocess.run([sys.executable, "-I", "-c", program], capture_output=True, timeout=timeout,
+                              env={}).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def bench(name: str, fn, jobs: list, workers: int) -> dict:
+    lat = []
+
+    def timed(job):
+        t = time.perf_counter()
+        ok = fn(job)
+        lat.append(time.perf_counter() - t)
+        return ok
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(workers) as ex:
+        oks = list(ex.map(timed, jobs))
+    wall = time.perf_counter() - t0
+    lat.sort()
+    return {"runner": name, "n": len(jobs), "passed": sum(oks), "wall_s": round(wall, 3),
+            "exec_per_s": round(len(jobs) / wall, 1), "p50_ms": round(1000 * statistics.median(lat), 2),
+            "p99_ms": round(1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))], 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--trivial", type=int, default=300)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    with gzip.open(HUMANEVAL, "rt") as f:
+        probs = [json.loads(line) for line in f]
+
+    he_sandbox = [(p["prompt"] + p["canonical_solution"],
+                   {"type": "assert", "code": p["test"], "entry_point": p["entry_point"]}) for p in probs]
+    he_plain = [p["prompt"] + p["canonical_solution"] + "\n" + p["test"] + f"\ncheck({p['entry_point']})\n"
+                for p in probs]
+    triv_tests = {"type": "stdio", "cases": [{"input": "", "output": "1"}]}
+    code.run_tests(TRIVIAL, triv_tests)  # start the pool outside the timings (done once per trainer)
+
+    sandbox_fn = lambda j: code.run_tests(j[0], j[1]).passed == 1  # noqa: E731
+    rows = []
+    for workload, sb_jobs, plain_jobs in (("humaneval", he_sandbox, he_plain),
+                                           ("trivial", [(TRIVIAL, triv_tests)] * args.trivial, [TRIVIAL] * args.trivial)):
+        rows.append({"workload": workload, **bench("sandbox", sandbox_fn, sb_jobs, args.workers)})
+        rows.append({"workload": workload, **bench("subprocess", subprocess_check, plain_jobs, args.workers)})
+        rows.append({"workload": workload, **bench("humaneval_harness", humaneval_check, plain_jobs, args.workers)})
+    # Single-stream latency of a trivial run: the per-run overhead with full isolation.
+    rows.append({"workload": "trivial_serial", **bench("sandbox", sandbox_fn, [(TRIVIAL, triv_tests)] * args.trivial, 1)})
+    rows.append({"workload": "trivial_serial", **bench("subprocess", subprocess_check, [TRIVIAL] * 100, 1)})
+
+    print(f"# {platform.node()} {platform.machine()}, {len(os.sched_getaffinity(0))} cores, workers={args.workers}, "
+          f"tier={code.sandbox_tier()}, load={os.getloadavg()[0]:.2f}")
+    print(f"{'workload':16} {'runner':18} {'n':>5} {'passed':>6} {'wall_s':>8} {'exec/s':>8} {'p50_ms':>8} {'p99_ms':>8}")
+    for r in rows:
+        print(f"{r['workload']:16} {r['runner']:18} {r['n']:5d} {r['passed']:6d} {r['wall_s']:8.3f} "
+              f"{r['exec_per_s']:8.1f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f}")
+    for workload in ("humaneval", "trivial"):
+        sb = next(r for r in rows if r["workload"] == workload and r["runner"] == "sandbox")
+        for other in ("subprocess", "humaneval_harness"):
+            o = next(r for r in rows if r["workload"] == workload and r["runner"] == other)
+            print(f"{workload}: sandbox throughput = {sb['exec_per_s'] / o['exec_per_s']:.2f}x {other}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    code.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Rejection sampling from a teacher into traces, and ``rl-reason sample``."""
+
+import subprocess
+import sys
+
+import pytest
+
+from rl_reason.cli_data import parse_rewards
+from rl_reason.config import ConfigError
+from rl_reason.sample import resolve_backend, sample_traces
+from rl_reason.task import make_problems
+from rl_reason.traces import read_traces
+
+
+def test_sample_traces_writes_scored_records(tiny_model_dir, tmp_path):
+    problems = make_problems(3, seed=1, min_digits=1, max_digits=1)
+    result = sample_traces(tiny_model_dir, problems, tmp_path / "traces", num_samples=2, temperature=1.0,
+                           max_new_tokens=6, seed=0, run_id="t")
+    records = list(read_traces(tmp_path / "traces"))
+    assert result["samples"] == len(records) == 6 and result["prompts"] == 3
+    assert result["correct"] == sum(r["rewards"]["accuracy_reward"] == 1.0 for r in records)
+    r = records[0]
+    assert r["mode"] == "sample" and r["run_id"] == "t" and r["answer"] == problems[0]["answer"]
+    assert set(r["rewards"]) == {"accuracy_reward", "think_format_reward"}
+    assert r["completion_tokens"] == len(r["completion_ids"]) <= 6
+    assert r["finish_reason"] in ("stop", "length") and r["sampling"]["n"] == 2
+    assert [rec["group"] for rec in records] == ["sample-0", "sample-0", "sample-1", "sample-1", "sample-2", "sample-2"]
+
+
+def test_parse_rewards():
+    assert parse_rewards("math:1.0, format:0.1") == [("math", 1.0, {}), ("format", 0.1, {})]
+    assert parse_rewards("format") == [("format", 1.0, {})]
+    assert parse_rewards("rewards.format:think_format_reward:0.5") == [("rewards.format:think_format_reward", 0.5, {})]
+    with pytest.raises(ConfigError):
+        parse_rewards("nosuch:1")
+
+
+def test_backend_resolution():
+    assert resolve_backend("transformers") == "transformers"
+    assert resolve_backend("auto") in ("transformers", "vllm")
+    with pytest.raises(ValueError):
+        resolve_backend("tgi")
+
+
+def test_cli_sample(tiny_model_dir, tmp_path):
+    cmd = [sys.executable, "-m", "rl_reason.cli", "sample", str(tiny_model_dir), "-o", str(tmp_path / "traces"),
+           "--num-problems", "2", "-n", "2", "--max-new-tokens", "4"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "of 4 samples correct" in proc.stdout and len(list(read_traces(tmp_path / "traces"))) == 4
+    proc = subprocess.run(cmd + ["--rewards", "bogus"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --rewards: unknown reward 'bogus'")
