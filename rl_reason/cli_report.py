@@ -2,8 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Monitoring commands land here (issue: monitoring)."""
+    @app.command()
+    def report(
+        run_dir: Annotated[Path, typer.Argument(help="the output_dir of an `rl-reason train` run")],
+        output: Annotated[Optional[Path], typer.Option("--output", "-o", help="HTML file (default RUN_DIR/report.html)")] = None,
+    ):
+        """One self-contained HTML page of a run's reward curves, pass rate, lengths and failed checks."""
+        from rl_reason.report import write_report
+
+        try:
+            path = write_report(run_dir, output)
+        except FileNotFoundError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2)
+        typer.echo(f"report: {path}")

@@ -216,6 +216,9 @@ def run_demo(output: str | Path, seed: int = 0, quick: bool = False, report_to: 
         "wall_seconds": round(time.time() - start, 1),
     }
     plot_reward_curve(result.log_history, out / "reward_curve.png")
+    from rl_reason.report import write_report
+
+    write_report(out / "grpo", out / "report.html")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print_summary(summary)
     return summary

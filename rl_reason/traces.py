@@ -62,6 +62,11 @@ class TraceWriter:
         record = {"schema": SCHEMA_VERSION, "run_id": self.run_id, "rank": self.rank, "time": time.time(), **record}
         self._buffer.append(json.dumps(record, ensure_ascii=False, default=_jsonable))
 
+    @property
+    def total(self) -> int:
+        """Records added so far, flushed or not."""
+        return self.written + len(self._buffer)
+
     def flush(self) -> None:
         if not self._buffer:
             return

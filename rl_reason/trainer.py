@@ -99,8 +99,35 @@ class TracingGRPOTrainer(GRPOTrainer):
                     "source": row.get("source"),
                 }
             )
+        self._log_rollout_health(mode, rewards_all, totals, grouped, completion_ids, eos_ids)
         if mode == "eval":
             self.trace_writer.flush()
+
+    def _log_rollout_health(self, mode, rewards_all, totals, grouped, completion_ids, eos_ids) -> None:
+        """What TRL does not log: pass and format rates, length p90, truncation, trace counts.
+
+        Appended to TRL's own per-step metrics, so they reach the console, W&B and
+        trainer_state.json with everything else.
+        """
+        metrics = self._metrics[mode]
+        names = list(self.reward_func_names)
+        for name, metric in (("accuracy_reward", "health/pass_rate"), ("code_reward", "health/pass_rate"),
+                             ("think_format_reward", "health/format_rate")):
+            if name in names:
+                column = rewards_all[:, names.index(name)]
+                judged = column[~torch.isnan(column)]
+                if judged.numel():
+                    metrics[metric].append((judged >= 1.0).float().mean().item())
+                metrics[f"health/{name}_unjudged"].append(torch.isnan(column).float().mean().item())
+        lengths = torch.tensor([len(ids) for ids in completion_ids], dtype=torch.float32)
+        lengths = self.accelerator.gather(lengths.to(self.accelerator.device)).float()
+        metrics["health/length_p90"].append(torch.quantile(lengths, 0.9).item())
+        truncated = torch.tensor([not (len(ids) > 0 and ids[-1] in eos_ids) for ids in completion_ids], dtype=torch.float32)
+        metrics["health/truncated_rate"].append(self.accelerator.gather(truncated.to(self.accelerator.device)).mean().item())
+        spread = torch.nan_to_num(grouped.max(dim=1).values - grouped.min(dim=1).values, nan=0.0)
+        metrics["health/zero_variance_groups"].append((spread == 0).float().mean().item())
+        # A counter, not a rate: keep only the latest value so TRL's window average is the count.
+        metrics["traces/written"] = [float(self.trace_writer.total)]
 
 
 def _none_if_nan(x: float):

@@ -26,4 +26,5 @@ def test_quick_demo_writes_summary_and_plot(tmp_path):
     assert png.startswith(b"\x89PNG") and len(png) > 1000
     assert (out / "grpo" / "traces" / "rank-00000.jsonl").exists()
     assert (out / "grpo_recipe.yaml").exists()
+    assert "data:image/png;base64," in (out / "report.html").read_text()
     assert "held-out accuracy" in proc.stdout

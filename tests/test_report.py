@@ -1,0 +1,96 @@
+"""Run health: extra metrics in TRL's logs and W&B (offline, read back), and the HTML report."""
+
+import base64
+import re
+
+import pytest
+
+from conftest import write_recipe
+from rl_reason.report import write_report
+from rl_reason.train import load_train_recipe, train
+
+HEALTH = ["health/pass_rate", "health/format_rate", "health/length_p90", "health/truncated_rate", "health/zero_variance_groups", "traces/written"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, tiny_model_dir):
+    tmp = tmp_path_factory.mktemp("report")
+    recipe = write_recipe(tmp / "recipe.yaml", tiny_model_dir, tmp / "run", max_steps=4)
+    return train(load_train_recipe(recipe))
+
+
+def test_health_metrics_are_logged_every_step(run):
+    logged = [h for h in run.log_history if "reward" in h]
+    assert len(logged) == 4
+    for h in logged:
+        for key in HEALTH:
+            assert key in h, key
+        assert 0.0 <= h["health/pass_rate"] <= 1.0 and 0.0 <= h["health/zero_variance_groups"] <= 1.0
+    assert [h["traces/written"] for h in logged] == [4.0, 8.0, 12.0, 16.0]
+
+
+def test_report_embeds_its_plots(run, tmp_path):
+    path = write_report(run.output_dir, tmp_path / "r.html")
+    page = path.read_text()
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) >= 4
+    assert all(base64.b64decode(b).startswith(b"\x89PNG") for b in images)
+    assert "traces</td><td>16" in page
+
+
+def test_report_cli_errors_on_a_non_run(tmp_path):
+    from typer.testing import CliRunner
+
+    from rl_reason.cli import app
+
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "trainer_state.json not found" in result.stderr
+
+
+def wandb_records(path):
+    """Protobuf records of an offline .wandb file: a 7-byte header, then LevelDB-log framing
+    (32 KiB blocks; each chunk is crc32c, 2-byte length, 1-byte type: full/first/middle/last)."""
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    pos, block, pending = 7, 32768, b""
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:  # a block's tail too short for a header is padding
+            pos += left
+            continue
+        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
+        chunk = data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind == 1:
+            yield chunk
+        elif kind == 2:
+            pending = chunk
+        elif kind == 3:
+            pending += chunk
+        elif kind == 4:
+            yield pending + chunk
+
+
+def test_wandb_offline_history_has_the_health_metrics(tmp_path, tiny_model_dir, monkeypatch):
+    """The real wandb library, offline; the run file is read back with wandb's own record reader."""
+    import wandb
+    from wandb.proto import wandb_internal_pb2
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    recipe = write_recipe(tmp_path / "recipe.yaml", tiny_model_dir, tmp_path / "run", max_steps=2, report_to="wandb", run_name="wb")
+    train(load_train_recipe(recipe))
+    wandb.finish()
+    (run_file,) = list((tmp_path / "wandb").glob("offline-run-*/*.wandb"))
+    keys = set()
+    config = ""
+    for data in wandb_records(run_file):
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(data)
+        if record.WhichOneof("record_type") == "history":
+            keys |= {item.key or "/".join(item.nested_key) for item in record.history.item}
+        if record.WhichOneof("record_type") == "config":
+            config += str(record.config)
+    for key in ["train/reward", "train/health/pass_rate", "train/health/length_p90", "train/traces/written"]:
+        assert key in keys, sorted(keys)
+    assert "recipe" in config  # the resolved recipe, our sections included
