@@ -7,6 +7,7 @@ save. All checks run before the model loads, so a typo costs a second, not a job
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,13 @@ def setup_wandb(recipe: Recipe) -> None:
         os.environ["WANDB_MODE"] = "offline"
         print("W&B: no account configured, logging offline; upload later with `wandb sync`")
     os.environ.setdefault("WANDB_DIR", str(recipe.args.output_dir))
+    if "wandb" in sys.modules:
+        import wandb
+
+        # wandb reads its environment once per process; a second run in the same process
+        # (a notebook, a sweep loop) would otherwise log into the first run's directory.
+        if wandb.run is None:
+            wandb.teardown()
 
 
 def train(recipe: Recipe, resume: bool = False) -> TrainResult:
