@@ -75,6 +75,9 @@ class WandbSection(_Section):
     entity: str | None = None
     group: str | None = None
     tags: list[str] = Field(default_factory=list)
+    # A table of sampled traces (prompt, completion, rewards, reference answer) every N steps; 0: never.
+    table_every: int = Field(50, ge=0)
+    table_rows: int = Field(16, ge=1)
 
 
 class EvalSection(_Section):

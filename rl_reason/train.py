@@ -112,7 +112,7 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
         trace_writer=writer,
     )
     trainer.add_callback(_RecipeToWandb(recipe.raw))
-    for callback in monitoring_callbacks(recipe):
+    for callback in monitoring_callbacks(recipe, trainer):
         trainer.add_callback(callback)
     try:
         trainer.train(resume_from_checkpoint=checkpoint)

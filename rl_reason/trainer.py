@@ -8,6 +8,8 @@ for the whole group, gathered over ranks) and ``_generate_and_score_completions`
 from __future__ import annotations
 
 import math
+import time
+from collections import deque
 
 import torch
 from transformers import TrainerCallback
@@ -27,23 +29,76 @@ class _FlushTraces(TrainerCallback):
         self.writer.flush()
 
 
+class _StepTimer(TrainerCallback):
+    """Splits each optimizer step's wall time into generation, reward, scoring and update.
+
+    TRL's own profiling goes straight to ``wandb.log`` at no particular step and never reaches
+    the log history; these land in ``_metrics`` so the console, W&B, trainer_state.json and
+    ``rl-reason report`` all see the same numbers.
+    """
+
+    def __init__(self, trainer: "TracingGRPOTrainer"):
+        self.trainer = trainer
+        self.begin = None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.begin = time.perf_counter()
+        self.trainer._timers = dict.fromkeys(self.trainer._timers, 0.0)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.begin is None:
+            return
+        t = self.trainer._timers
+        wall = time.perf_counter() - self.begin
+        metrics = self.trainer._metrics["train"]
+        metrics["time/step"].append(wall)
+        metrics["time/generation"].append(t["generation"])
+        metrics["time/reward"].append(t["reward"])
+        # Reference and old-policy log-probs, advantages, gathers: the rest of the rollout.
+        metrics["time/scoring"].append(max(t["rollout"] - t["generation"] - t["reward"], 0.0))
+        metrics["time/update"].append(max(wall - t["rollout"], 0.0))
+        metrics["throughput/tokens_per_s"].append(t["tokens"] / wall if wall > 0 else 0.0)
+        if t["reward"] > 0:
+            metrics["reward_pool/checks_per_s"].append(t["checks"] / t["reward"])
+
+
 class TracingGRPOTrainer(GRPOTrainer):
-    def __init__(self, *args, trace_writer: TraceWriter | None = None, **kwargs):
+    def __init__(self, *args, trace_writer: TraceWriter | None = None, recent_traces: int = 64, **kwargs):
         super().__init__(*args, **kwargs)
         self.trace_writer = trace_writer
         self._pending = None
         self._generation_batches = 0
+        self._timers = dict.fromkeys(("generation", "reward", "rollout", "tokens", "checks"), 0.0)
+        # The latest records of this rank, for the W&B traces table (rl_reason.monitor).
+        self.recent_traces: deque[dict] = deque(maxlen=recent_traces)
+        self.add_callback(_StepTimer(self))
         if trace_writer is not None:
             self.add_callback(_FlushTraces(trace_writer))
 
+    def _generate(self, prompts):
+        start = time.perf_counter()
+        output = super()._generate(prompts)
+        self._timers["generation"] += time.perf_counter() - start
+        return output
+
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        start = time.perf_counter()
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._timers["reward"] += time.perf_counter() - start
+        # Checks this rank ran: every reward function scores every local completion.
+        self._timers["checks"] += len(prompts) * len(self.reward_funcs)
         if self.trace_writer is not None:
             self._pending = (inputs, prompts, completions, completion_ids_list, rewards_per_func)
         return rewards_per_func
 
     def _generate_and_score_completions(self, inputs):
+        start = time.perf_counter()
         output = super()._generate_and_score_completions(inputs)
+        self._timers["rollout"] += time.perf_counter() - start
+        if "completion_mask" in output and self.model.training:
+            # Completion tokens generated on all ranks, so tokens/s is the job's throughput.
+            local = output["completion_mask"].sum().float().reshape(1)
+            self._timers["tokens"] += self.accelerator.gather(local).sum().item()
         if self.trace_writer is not None and self._pending is not None:
             self._write_traces(output["advantages"])
             self._pending = None
@@ -78,27 +133,27 @@ class TracingGRPOTrainer(GRPOTrainer):
                 for name, v in zip(self.reward_func_names, rewards_all[g].tolist(), strict=True)
             }
             total = totals[g].item()
-            self.trace_writer.add(
-                {
-                    "step": step,
-                    "mode": mode,
-                    "group": f"{step}-{batch}-{group}",
-                    "prompt": prompts[i],
-                    "completion": text,
-                    "answer": row.get("answer"),
-                    "rewards": per_func,
-                    "reward": None if math.isnan(total) else total,
-                    "advantage": float(advantages[i].item()),
-                    "group_mean": _none_if_nan(group_mean[group]),
-                    "group_std": _none_if_nan(group_std[group]),
-                    "completion_tokens": len(ids),
-                    "completion_ids": list(ids),
-                    "truncated": not (len(ids) > 0 and ids[-1] in eos_ids),
-                    "finish_reason": "stop" if (len(ids) > 0 and ids[-1] in eos_ids) else "length",
-                    "id": row.get("id"),
-                    "source": row.get("source"),
-                }
-            )
+            record = {
+                "step": step,
+                "mode": mode,
+                "group": f"{step}-{batch}-{group}",
+                "prompt": prompts[i],
+                "completion": text,
+                "answer": row.get("answer"),
+                "rewards": per_func,
+                "reward": None if math.isnan(total) else total,
+                "advantage": float(advantages[i].item()),
+                "group_mean": _none_if_nan(group_mean[group]),
+                "group_std": _none_if_nan(group_std[group]),
+                "completion_tokens": len(ids),
+                "completion_ids": list(ids),
+                "truncated": not (len(ids) > 0 and ids[-1] in eos_ids),
+                "finish_reason": "stop" if (len(ids) > 0 and ids[-1] in eos_ids) else "length",
+                "id": row.get("id"),
+                "source": row.get("source"),
+            }
+            self.trace_writer.add(record)
+            self.recent_traces.append(record)
         self._log_rollout_health(mode, rewards_all, totals, grouped, completion_ids, eos_ids)
         if mode == "eval":
             self.trace_writer.flush()

@@ -1,4 +1,5 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# ... and leave nothing in the user's home: wandb stages offline tables and artifacts there.
+_WANDB_HOME = Path(tempfile.mkdtemp(prefix="rl-reason-tests-wandb-"))
+for _var in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_ARTIFACT_DIR"):
+    os.environ.setdefault(_var, str(_WANDB_HOME / _var.lower()))
 
 
 @pytest.fixture(scope="session")

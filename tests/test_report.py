@@ -1,6 +1,7 @@
 """Run health: extra metrics in TRL's logs and W&B (offline, read back), and the HTML report."""
 
 import base64
+import json
 import re
 
 import pytest
@@ -27,6 +28,19 @@ def test_health_metrics_are_logged_every_step(run):
             assert key in h, key
         assert 0.0 <= h["health/pass_rate"] <= 1.0 and 0.0 <= h["health/zero_variance_groups"] <= 1.0
     assert [h["traces/written"] for h in logged] == [4.0, 8.0, 12.0, 16.0]
+
+
+def test_step_time_is_split_into_generation_reward_scoring_update(run):
+    logged = [h for h in run.log_history if "reward" in h]
+    for h in logged:
+        parts = [h["time/generation"], h["time/reward"], h["time/scoring"], h["time/update"]]
+        assert all(p >= 0 for p in parts) and h["time/generation"] > 0 and h["time/update"] > 0
+        # The parts are measured separately inside one step and add up to its wall time.
+        assert sum(parts) == pytest.approx(h["time/step"], rel=0.02)
+        assert h["reward_pool/checks_per_s"] > 0
+    # 4 completions per step, each at most 12 tokens long, one step each.
+    tokens = [h["throughput/tokens_per_s"] * h["time/step"] for h in logged]
+    assert all(0 < t <= 4 * 12 + 1e-6 for t in tokens), tokens
 
 
 def test_report_embeds_its_plots(run, tmp_path):
@@ -79,11 +93,15 @@ def test_wandb_offline_history_has_the_health_metrics(tmp_path, tiny_model_dir, 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     recipe = write_recipe(tmp_path / "recipe.yaml", tiny_model_dir, tmp_path / "run", max_steps=2, report_to="wandb", run_name="wb")
-    train(load_train_recipe(recipe))
+    train(load_train_recipe(recipe, ["wandb.table_every=2", "wandb.table_rows=3"]))
     wandb.finish()
+    wandb.teardown()  # shuts wandb-core down, so the run file is complete on disk
+    run_info = json.loads((tmp_path / "run" / "wandb_run.json").read_text())
+    assert run_info["mode"] == "offline" and run_info["project"] == "rl-reason"
     (run_file,) = list((tmp_path / "wandb").glob("offline-run-*/*.wandb"))
     keys = set()
     config = ""
+    run_ids = set()
     for data in wandb_records(run_file):
         record = wandb_internal_pb2.Record()
         record.ParseFromString(data)
@@ -91,6 +109,14 @@ def test_wandb_offline_history_has_the_health_metrics(tmp_path, tiny_model_dir, 
             keys |= {item.key or "/".join(item.nested_key) for item in record.history.item}
         if record.WhichOneof("record_type") == "config":
             config += str(record.config)
-    for key in ["train/reward", "train/health/pass_rate", "train/health/length_p90", "train/traces/written"]:
+        if record.WhichOneof("record_type") == "run":
+            run_ids.add(record.run.run_id)
+    for key in ["train/reward", "train/health/pass_rate", "train/health/length_p90", "train/traces/written",
+                "train/time/generation", "train/time/update", "train/throughput/tokens_per_s", "traces/nrows"]:
         assert key in keys, sorted(keys)
+    assert run_ids == {run_info["id"]}
+    # The traces table is a file of the run: 3 rows with the reference answer column.
+    (table_file,) = list(run_file.parent.glob("files/media/table/traces_*.table.json"))
+    table = json.loads(table_file.read_text())
+    assert "answer" in table["columns"] and len(table["data"]) == 3
     assert "recipe" in config  # the resolved recipe, our sections included
