@@ -99,6 +99,9 @@ def register(app: typer.Typer) -> None:
         push_to_hub: Annotated[Optional[str], typer.Option(help="also upload to this Hub dataset repo (owner/name)")] = None,
         public: Annotated[bool, typer.Option("--public", help="with --push-to-hub: a public repo (default private)")] = False,
         seed: Annotated[int, typer.Option(help="seed for sampling the mixed-in rows")] = 0,
+        log_wandb: Annotated[bool, typer.Option("--wandb", help="also log the export as a W&B artifact (type dataset); offline without a W&B account")] = False,
+        wandb_project: Annotated[Optional[str], typer.Option(help="with --wandb: W&B project (default: the training run's, from OUTPUT_DIR/wandb_run.json)")] = None,
+        wandb_lineage: Annotated[bool, typer.Option("--wandb-lineage/--no-wandb-lineage", help="with --wandb: log the artifact onto the training run itself (resumed by id), else a job_type=export run beside it")] = True,
     ):
         """Traces into a distillation dataset: filters, per-prompt selection, messages + problems views, card."""
         from rl_reason.export import ExportError, ExportOptions
@@ -116,18 +119,41 @@ def register(app: typer.Typer) -> None:
         )
         try:
             stats = run_export(traces, output, options=opts, fmt=fmt, mix=str(mix) if mix else None, mix_ratio=mix_ratio,
-                               mix_question_column=mix_question_column, mix_answer_column=mix_answer_column, seed=seed)
+                               mix_question_column=mix_question_column, mix_answer_column=mix_answer_column, seed=seed,
+                               save_to_disk=save_to_disk)
         except (FileNotFoundError, ExportError) as exc:
             _fail(str(exc))
         typer.echo(f"read {stats.read} traces, kept {stats.kept} from {stats.prompts} prompts"
                    + (f", mixed in {stats.mixed} human-written rows" if stats.mixed else "") + f" -> {output}")
         typer.echo(f"removed: {stats.as_dict()['removed']}")
+        # The files are written; the Hub and W&B come after, each failure one `error:` line (exit 2).
+        errors = []
         if push_to_hub:
             try:
-                url = run_push(output, push_to_hub, private=not public)
+                typer.echo(f"pushed: {run_push(output, push_to_hub, private=not public)}")
             except ExportError as exc:
-                _fail(str(exc))
-            typer.echo(f"pushed: {url}")
+                errors.append(str(exc))
+        if log_wandb:
+            from dataclasses import asdict
+
+            from rl_reason.export_wandb import log_export
+
+            args = {**asdict(opts), "traces": str(traces), "output": str(output), "format": fmt, "mix": str(mix) if mix else None,
+                    "mix_ratio": mix_ratio if mix else None, "seed": seed, "save_to_disk": save_to_disk}
+            try:
+                logged = log_export(output, traces, stats.as_dict(), args, project=wandb_project, lineage=wandb_lineage)
+            except ExportError as exc:
+                errors.append(str(exc))
+            else:
+                where = "training run" if logged.lineage else "export run"
+                typer.echo(f"W&B: artifact {logged.artifact}:latest (dataset) logged by {where} {logged.project}/{logged.run_id}"
+                           + (" (offline)" if logged.offline else ""))
+                if logged.sync_dirs:
+                    typer.echo(f"W&B: upload later with: wandb sync {' '.join(logged.sync_dirs)}")
+        for message in errors:
+            typer.echo(f"error: {message}", err=True)
+        if errors:
+            raise typer.Exit(2)
 
     @app.command()
     def compact(
