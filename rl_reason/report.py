@@ -2,8 +2,8 @@
 
 Built from the trainer's log history (``RUN_DIR/trainer_state.json``) and the traces
 (``RUN_DIR/traces``): reward curves, pass and format rates, completion lengths, the fraction of
-groups with zero reward variance (no learning signal), truncation, and the completions the
-verifiers could not judge. Plots are PNGs embedded as base64, so the file opens anywhere.
+groups with zero reward variance (no learning signal), truncation, the step-time split,
+throughput, verifier timeouts, and the completions the verifiers could not judge. Plots are PNGs embedded as base64, so the file opens anywhere.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ PLOTS = [
     ("Pass and format rate", ["health/pass_rate", "health/format_rate"]),
     ("Completion length (tokens)", ["completions/mean_length", "health/length_p90"]),
     ("No learning signal", ["health/zero_variance_groups", "frac_reward_zero_std", "health/truncated_rate"]),
-    ("Step time (s)", ["step_time"]),
+    ("Step time split (s)", ["time/step", "time/generation", "time/reward", "time/scoring", "time/update"]),
+    ("Throughput (per s)", ["throughput/tokens_per_s", "reward_pool/checks_per_s"]),
+    ("Verifier trouble (count per step)", ["math/timeouts", "math/unparseable_gold", "math/no_answer", "code/TLE", "code/sandbox_error"]),
 ]
 
 
