@@ -124,7 +124,7 @@ def evaluate(
     sources = [str(p.get("source") or "all") for p in problems]
     types = [answer_type(a) for a in answers]
 
-    greedy = gen(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    greedy = gen(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, desc="eval: greedy")
     correct = score([s.text for s in greedy], answers)
     report = EvalReport(
         model=str(model_path),
@@ -139,7 +139,7 @@ def evaluate(
         settings={"max_new_tokens": max_new_tokens, "k": k, "n": n, "temperature": temperature, "seed": seed},
     )
     if k > 1:
-        sampled = gen(prompts, max_new_tokens=max_new_tokens, num_samples=n, temperature=temperature, batch_size=batch_size, seed=seed)
+        sampled = gen(prompts, max_new_tokens=max_new_tokens, num_samples=n, temperature=temperature, batch_size=batch_size, seed=seed, desc=f"eval: {n} samples")
         hits = score([s.text for s in sampled], [answers[s.prompt_index] for s in sampled])
         per_problem = np.zeros(len(problems))
         for s, h in zip(sampled, hits):

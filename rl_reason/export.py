@@ -28,6 +28,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from rl_reason.export_filters import (
     SELECT_POLICIES,
     Decontaminator,
@@ -131,7 +133,7 @@ def _scan(source, opts: ExportOptions, stats: ExportStats, decon: Decontaminator
     """Pass 1: record-level filters and per-prompt counts."""
     prompts: dict[int, _Prompt] = {}
     removed = stats.removed
-    for locator, r in source:
+    for locator, r in tqdm(source, desc="export: reading traces", unit=" traces", mininterval=0.5, disable=None):
         stats.read += 1
         if r.get("mode") == "eval" and not opts.include_eval:
             removed["eval_mode"] += 1
@@ -192,7 +194,7 @@ def _select(source, prompts: dict[int, _Prompt], opts: ExportOptions, stats: Exp
     Yields ``(records, flags)`` per exported prompt: every surviving candidate and whether it was selected.
     """
     removed = stats.removed
-    for info in prompts.values():
+    for info in tqdm(prompts.values(), total=len(prompts), desc="export: selecting", unit=" prompts", mininterval=0.5, disable=None):
         eligible = [c for c in info.cands if c[1]]
         if not eligible:
             continue

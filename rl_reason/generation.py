@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
 
 
 @dataclass
@@ -27,6 +28,8 @@ def generate(
     top_p: float = 1.0,
     batch_size: int = 64,
     seed: int | None = None,
+    desc: str = "generating",
+    progress: bool = True,
 ) -> list[Sample]:
     """``num_samples`` completions for each chat prompt; greedy when ``temperature == 0``."""
     if seed is not None:
@@ -38,7 +41,9 @@ def generate(
     eos = tokenizer.eos_token_id
     samples: list[Sample] = []
     per_batch = max(1, batch_size // num_samples)
-    for start in range(0, len(texts), per_batch):
+    # Bars only on a terminal (disable=None): logs and piped stderr stay one line per message.
+    batches = tqdm(range(0, len(texts), per_batch), desc=desc, unit="batch", disable=None if progress and len(texts) > per_batch else True)
+    for start in batches:
         chunk = texts[start : start + per_batch]
         enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         sampling = temperature > 0

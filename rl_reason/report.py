@@ -84,7 +84,9 @@ def write_report(run_dir: str | Path, output: str | Path | None = None) -> Path:
         png = _png(title, history, keys)
         if png:
             figures.append(f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{png}"><figcaption>{html.escape(title)}</figcaption></figure>')
-    last = history[-1] if history else {}
+    # TRL's end-of-training summary entry has a step but no metrics: report the last logged step.
+    steps = [h for h in history if "reward" in h]
+    last = steps[-1] if steps else {}
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in sorted(counts.items()))
     failed = "".join(
         f"<tr><td>{u['step']}</td><td>{html.escape(str(u['reward']))}</td><td>{html.escape(str(u['answer']))}</td><td><pre>{html.escape(u['completion'])}</pre></td></tr>"
@@ -96,7 +98,7 @@ def write_report(run_dir: str | Path, output: str | Path | None = None) -> Path:
 table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:.2em .5em;vertical-align:top}} pre{{margin:0;white-space:pre-wrap}}</style>
 </head><body>
 <h1>GRPO run: {html.escape(str(run_dir))}</h1>
-<p>{len(history)} log entries; last step {last.get('step', '-')}; last reward {last.get('reward', '-')}.</p>
+<p>{len(steps)} logged steps; last step {last.get('step', '-')}; last reward {last.get('reward', '-')}.</p>
 <h2>Curves</h2>
 {''.join(figures) or '<p>No metrics logged yet.</p>'}
 <h2>Traces</h2>

@@ -56,20 +56,21 @@ class Generator:
             self.model = AutoModelForCausalLM.from_pretrained(self.model_path)
 
     def __call__(self, prompts: list[list[dict]], *, max_new_tokens: int, num_samples: int = 1,
-                 temperature: float = 0.0, top_p: float = 1.0, batch_size: int = 64, seed: int | None = None) -> list[Sample]:
+                 temperature: float = 0.0, top_p: float = 1.0, batch_size: int = 64, seed: int | None = None,
+                 desc: str = "generating") -> list[Sample]:
         if self.backend == "vllm":  # pragma: no cover
             return self._vllm(prompts, max_new_tokens, num_samples, temperature, top_p, seed)
         from rl_reason.generation import generate
 
         return generate(self.model, self.tokenizer, prompts, max_new_tokens=max_new_tokens, num_samples=num_samples,
-                        temperature=temperature, top_p=top_p, batch_size=batch_size, seed=seed)
+                        temperature=temperature, top_p=top_p, batch_size=batch_size, seed=seed, desc=desc)
 
     def _vllm(self, prompts, max_new_tokens, num_samples, temperature, top_p, seed):  # pragma: no cover
         from vllm import SamplingParams
 
         params = SamplingParams(n=num_samples, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
                                 seed=self.seed if seed is None else seed)
-        outputs = self.llm.chat(prompts, params, use_tqdm=False)
+        outputs = self.llm.chat(prompts, params, use_tqdm=True)
         samples = []
         for i, out in enumerate(outputs):
             for c in out.outputs:
@@ -118,7 +119,7 @@ def sample_traces(
     gen = generator or Generator(model_path, backend=backend, seed=seed)
     prompts = [prompt_messages(p["question"], system_prompt if system_prompt is not None else SYSTEM_PROMPT) for p in problems]
     samples = gen(prompts, max_new_tokens=max_new_tokens, num_samples=num_samples, temperature=temperature,
-                  top_p=top_p, batch_size=batch_size, seed=seed)
+                  top_p=top_p, batch_size=batch_size, seed=seed, desc="sampling")
     per_func, weights = score_samples(samples, prompts, problems, reward_specs)
     run_id = run_id or f"sample-{uuid.uuid4().hex[:8]}"
     sampling = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "n": num_samples,
