@@ -26,6 +26,23 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def train_summary(result) -> str:
+    """A few lines a person reads at the end of a run: where things are and how it went."""
+    logged = [h for h in result.log_history if "reward" in h]
+    lines = [f"done: {result.global_step} steps, model in {result.output_dir}"]
+    if logged:
+        first, last = logged[0], logged[-1]
+        health = ", ".join(f"{name} {last[key]:.2f}" for name, key in (("pass rate", "health/pass_rate"), ("format rate", "health/format_rate"))
+                           if isinstance(last.get(key), (int, float)))
+        lines.append(f"reward {first['reward']:.3f} (step {first['step']}) -> {last['reward']:.3f} (step {last['step']})"
+                     + (f"; {health}" if health else ""))
+        if isinstance(last.get("traces/written"), (int, float)):
+            lines.append(f"traces: {int(last['traces/written'])} written by rank 0 in {result.traces_dir}")
+    if result.traces_dir:
+        lines.append(f"next: rl-reason report {result.output_dir}  |  rl-reason export {result.traces_dir} OUT")
+    return "\n".join(lines)
+
+
 @app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="YAML recipe: GRPOConfig keys plus model/data/rewards/traces sections")],
@@ -41,8 +58,11 @@ def train(
         result = run_train(recipe, resume=resume)
     except ConfigError as exc:
         _fail(str(exc))
-    typer.echo(f"done: {result.global_step} steps, model in {result.output_dir}, traces in {result.traces_dir}")
     import torch.distributed as dist
+
+    # Every rank says it finished (a launcher log shows which did); rank 0 adds the run's summary.
+    main = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    typer.echo(train_summary(result) if main else f"done: {result.global_step} steps")
 
     if dist.is_available() and dist.is_initialized():
         # Leave the process group cleanly, so the launcher's exit barrier releases every node at once.

@@ -120,3 +120,13 @@ def test_wandb_offline_history_has_the_health_metrics(tmp_path, tiny_model_dir, 
     table = json.loads(table_file.read_text())
     assert "answer" in table["columns"] and len(table["data"]) == 3
     assert "recipe" in config  # the resolved recipe, our sections included
+
+
+def test_train_ends_with_a_readable_summary(run):
+    from rl_reason.cli import train_summary
+
+    lines = train_summary(run).splitlines()
+    assert lines[0] == f"done: 4 steps, model in {run.output_dir}"
+    assert lines[1].startswith("reward ") and "(step 1) ->" in lines[1] and "pass rate" in lines[1]
+    assert lines[2] == f"traces: 16 written by rank 0 in {run.traces_dir}"
+    assert lines[3].startswith(f"next: rl-reason report {run.output_dir}")
