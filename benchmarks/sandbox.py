@@ -8,7 +8,9 @@
   with an in-process timer. No isolation.
 
 Workloads: the 164 HumanEval canonical solutions with their tests, and a trivial program.
-Usage: ``python benchmarks/sandbox.py [--workers N] [--trivial N] [--json out.json]``
+Usage: ``python benchmarks/sandbox.py [--workers N] [--trivial N] [--json out.json]``; the tier follows
+``RL_REASON_SANDBOX_MIN_TIER``/``RL_REASON_SANDBOX_MAX_TIER``. ``--landlock-ab rlimits|namespaces`` only
+measures Landlock's per-execution cost (one slot with it, one without, interleaved).
 """
 
 from __future__ import annotations
@@ -132,12 +134,49 @@ def bench(name: str, fn, jobs: list, workers: int) -> dict:
             "p99_ms": round(1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))], 2)}
 
 
+def landlock_ab(tier: str, rounds: int = 60, batch: int = 10) -> None:
+    """Per-execution cost of Landlock: one slot with it and one without, trivial program, interleaved in
+    batches (load drifts); prints the sandboxed child's CPU time and the client's latency."""
+    from rewards import sandbox_pool
+
+    orig = sandbox_pool._config
+    pools = {}
+    for on in (True, False):
+        sandbox_pool._config = lambda t, s, on=on: {**orig(t, s), "landlock": on}
+        try:
+            pools[on] = sandbox_pool.Pool(slots=1, min_tier=tier, max_tier=tier)
+        finally:
+            sandbox_pool._config = orig
+    req = {"lang": "python", "source": TRIVIAL, "limits": code._limits({}), "python_paths": sandbox_pool.site_paths(),
+           "mode": "stdio", "stdin": b""}
+    cpu, lat = {True: [], False: []}, {True: [], False: []}
+    for _ in range(rounds):
+        for on, pool in pools.items():
+            for _ in range(batch):
+                t = time.perf_counter()
+                res = pool.execute(req)
+                lat[on].append(time.perf_counter() - t)
+                assert res["stdout"] == b"1\n", res
+                cpu[on].append(res["meta"]["cpu"])
+    print(f"# tier={tier}, Landlock ABI {pools[True].landlock_abi}, load={os.getloadavg()[0]:.2f}, "
+          f"{rounds * batch} runs each")
+    for on in (True, False):
+        print(f"landlock={'on ' if on else 'off'}  child cpu mean {1e3 * statistics.mean(cpu[on]):.3f} ms  "
+              f"latency p50 {1e3 * statistics.median(lat[on]):.3f} ms  mean {1e3 * statistics.mean(lat[on]):.3f} ms")
+    for pool in pools.values():
+        pool.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--trivial", type=int, default=300)
     ap.add_argument("--json")
+    ap.add_argument("--landlock-ab", metavar="TIER", choices=("rlimits", "namespaces"),
+                    help="only compare one slot with and without Landlock in TIER")
     args = ap.parse_args()
+    if args.landlock_ab:
+        return landlock_ab(args.landlock_ab)
     with gzip.open(HUMANEVAL, "rt") as f:
         probs = [json.loads(line) for line in f]
 

@@ -12,7 +12,9 @@ import sys
 import sysconfig
 import threading
 
-TIERS = ("none", "rlimits", "namespaces")  # weakest → strongest
+# weakest → strongest. "none": rlimits + seccomp without Landlock (filesystem readable), tried only when
+# min_tier is "none"; "rlimits": no namespaces, Landlock required; "namespaces": + Landlock if the kernel has it.
+TIERS = ("none", "rlimits", "namespaces")
 _SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_server.py")
 BASE_UID = 61000  # slot i runs user code as uid BASE_UID + i (root only)
 
@@ -52,6 +54,8 @@ class Server:
         if not hello.get("ok"):
             self.close()
             raise SandboxUnavailable(hello.get("error", "server failed to start"))
+        self.landlock = hello.get("landlock")  # None, or {"abi", "handled_fs", "scoped", ...}
+        self.landlock_error = hello.get("landlock_error")
 
     def _send(self, obj) -> None:
         data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
@@ -87,7 +91,7 @@ class Server:
 def _config(tier: str, slot: int) -> dict:
     root = os.geteuid() == 0
     return {"tier": tier, "seccomp": os.uname().machine == "x86_64", "uid": BASE_UID + slot if root else None,
-            "ro_paths": runtime_paths()}
+            "ro_paths": runtime_paths(), "landlock": tier != "none"}
 
 
 class Pool:
@@ -100,7 +104,7 @@ class Pool:
         self.tier = None
         errors = []
         first = None
-        for tier in reversed(TIERS[1:]):
+        for tier in reversed(TIERS):
             if TIERS.index(tier) > TIERS.index(max_tier):
                 continue
             if TIERS.index(tier) < TIERS.index(min_tier):
@@ -115,7 +119,16 @@ class Pool:
             raise SandboxUnavailable(
                 f"no sandbox tier >= {min_tier!r} works on this machine ({'; '.join(errors) or 'nothing tried'}); "
                 "run as root or enable unprivileged user namespaces (kernel.unprivileged_userns_clone=1), "
-                "or lower min_tier (e.g. RL_REASON_SANDBOX_MIN_TIER=rlimits) knowingly")
+                "or lower min_tier knowingly: RL_REASON_SANDBOX_MIN_TIER=rlimits (no namespaces; needs Landlock), "
+                "=none (not even Landlock: the whole filesystem is readable by the programs)")
+        self.landlock = first.landlock
+        self.landlock_abi = first.landlock["abi"] if first.landlock else 0
+        if self.tier == "rlimits" and not (first.landlock or {}).get("signal_scoping") and os.geteuid() != 0:
+            import warnings
+
+            warnings.warn(f"sandbox tier rlimits with Landlock ABI {self.landlock_abi} < 6: sandboxed programs run "
+                          "as your uid and can signal your processes (signal scoping needs Linux >= 6.12)",
+                          RuntimeWarning, stacklevel=2)
         self._free: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
         self._all = [first] + [Server(_config(self.tier, i)) for i in range(1, self.slots)]

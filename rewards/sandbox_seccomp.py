@@ -47,6 +47,15 @@ DENY = {
     "clock_settime": 227, "adjtimex": 159, "quotactl": 179, "lookup_dcookie": 212, "vhangup": 153,
     "fanotify_init": 300, "mq_open": 240, "shmget": 29, "msgget": 68, "semget": 64,
 }
+# Metadata changes Landlock does not cover. Denied only where nothing else stops them: tiers without a
+# mount namespace whose programs run under the trainer's own uid (non-root), where a program could
+# chmod/chown/touch/xattr the owner's files it can name but not open (site-packages, checkpoints, ~/.ssh).
+DENY_METADATA = {
+    "chmod": 90, "fchmod": 91, "chown": 92, "fchown": 93, "lchown": 94, "utime": 132, "utimes": 235,
+    "fchownat": 260, "futimesat": 261, "fchmodat": 268, "utimensat": 280, "setxattr": 188, "lsetxattr": 189,
+    "fsetxattr": 190, "removexattr": 197, "lremovexattr": 198, "fremovexattr": 199, "fchmodat2": 452,
+    "setxattrat": 463, "removexattrat": 466, "file_setattr": 469,
+}
 _NR_CLONE, _NR_CLONE3, _NR_SOCKET, _NR_IOCTL, _NR_FCNTL = 56, 435, 41, 16, 72
 _OFF_NR, _OFF_ARCH, _OFF_ARG0, _OFF_ARG1 = 0, 4, 16, 24
 
@@ -55,8 +64,11 @@ def _ins(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
     return struct.pack("HBBI", code, jt, jf, k)
 
 
-def build_filter() -> bytes:
-    """The BPF program as bytes (8 bytes per instruction)."""
+def build_filter(deny_metadata: bool = False, unix_sockets: bool = True) -> bytes:
+    """The BPF program as bytes (8 bytes per instruction). ``deny_metadata`` adds :data:`DENY_METADATA`;
+    ``unix_sockets=False`` refuses ``socket()`` for every family (``socketpair`` still works): without a
+    mount namespace, named UNIX sockets of the host (``/tmp/...``, ``/run/...``) are reachable through
+    ``connect``/``sendto``, which Landlock (ABI <= 7) does not control."""
     eperm = RET_ERRNO | errno.EPERM
     prog = [
         _ins(_LD_W_ABS, _OFF_ARCH),
@@ -66,15 +78,18 @@ def build_filter() -> bytes:
         _ins(_JGE_K, 0x40000000, 0, 1),  # x32 ABI
         _ins(_RET_K, RET_KILL_PROCESS),
     ]
-    for nr in sorted(DENY.values()):
+    for nr in sorted({**DENY, **(DENY_METADATA if deny_metadata else {})}.values()):
         prog += [_ins(_JEQ_K, nr, 0, 1), _ins(_RET_K, eperm)]
     # clone3's flags sit behind a pointer seccomp cannot read: ENOSYS makes glibc fall back to clone.
     prog += [_ins(_JEQ_K, _NR_CLONE3, 0, 1), _ins(_RET_K, RET_ERRNO | errno.ENOSYS)]
     # Each body below ends in a RET, so a non-matching syscall skips it with A still holding nr.
     prog += [_ins(_JEQ_K, _NR_CLONE, 0, 4), _ins(_LD_W_ABS, _OFF_ARG0),
              _ins(_JSET_K, _CLONE_NEW_MASK, 0, 1), _ins(_RET_K, eperm), _ins(_RET_K, RET_ALLOW)]
-    prog += [_ins(_JEQ_K, _NR_SOCKET, 0, 4), _ins(_LD_W_ABS, _OFF_ARG0),
-             _ins(_JEQ_K, 1, 0, 1), _ins(_RET_K, RET_ALLOW), _ins(_RET_K, RET_ERRNO | errno.EACCES)]
+    if unix_sockets:
+        prog += [_ins(_JEQ_K, _NR_SOCKET, 0, 4), _ins(_LD_W_ABS, _OFF_ARG0),
+                 _ins(_JEQ_K, 1, 0, 1), _ins(_RET_K, RET_ALLOW), _ins(_RET_K, RET_ERRNO | errno.EACCES)]
+    else:
+        prog += [_ins(_JEQ_K, _NR_SOCKET, 0, 1), _ins(_RET_K, RET_ERRNO | errno.EACCES)]
     prog += [_ins(_JEQ_K, _NR_IOCTL, 0, 4), _ins(_LD_W_ABS, _OFF_ARG1),
              _ins(_JEQ_K, _TIOCSTI, 0, 1), _ins(_RET_K, eperm), _ins(_RET_K, RET_ALLOW)]
     n = len(_LOCK_CMDS)
@@ -93,8 +108,8 @@ class _SockFprog(ctypes.Structure):
 class Filter:
     """Built once in the fork server; ``install()`` in each child costs one syscall."""
 
-    def __init__(self) -> None:
-        code = build_filter()
+    def __init__(self, deny_metadata: bool = False, unix_sockets: bool = True) -> None:
+        code = build_filter(deny_metadata, unix_sockets)
         self._buf = ctypes.create_string_buffer(code, len(code))
         self._prog = _SockFprog(len(code) // 8, ctypes.addressof(self._buf))
         self._libc = ctypes.CDLL(None, use_errno=True)

@@ -5,11 +5,14 @@ sandboxed child per test. Speaks length-prefixed pickles on stdin/stdout with th
 Per execution (tier ``namespaces``)::
 
     server ─fork─► A: unshare(NEWNS|NEWPID|NEWIPC|NEWUTS|NEWNET), wall timer, wait4 ─fork─► B (pid 1)
-    B: fresh tmpfs /sandbox (cwd, /tmp and /dev/shm point into it) → rlimits → setsid → drop to the
-       slot uid → no-new-privs + seccomp → ack → user code.   B exits ⇒ the pid namespace dies.
+    B: fresh tmpfs /sandbox (cwd, /tmp and /dev/shm point into it) → setsid → stdio memfds →
+       Landlock (if the kernel has it) → close other fds → rlimits → drop to the slot uid →
+       no-new-privs + seccomp → ack → user code.   B exits ⇒ the pid namespace dies.
 
-Tier ``rlimits`` (no namespaces): same minus namespaces/new root; a per-exec 0700 dir and a
-kill of every process of the slot uid (root) or of B's process group afterwards.
+Tier ``rlimits`` (no namespaces): same minus namespaces/new root; Landlock is required there (read/
+execute on the runtime only, read/write on a per-exec 0700 dir, signal and abstract-socket scoping);
+afterwards a kill of every process of the slot uid (root) or of B's process group. Tier ``none`` is
+``rlimits`` without Landlock (a kernel without it; only with ``RL_REASON_SANDBOX_MIN_TIER=none``).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ def _load(name: str):
 L = _load("sandbox_linux")
 sandbox_seccomp = _load("sandbox_seccomp")
 sandbox_harness = _load("sandbox_harness")
+sandbox_landlock = _load("sandbox_landlock")
 
 # Pre-import what user programs commonly import, so they pay nothing after the fork and
 # lazy stdlib imports never need files the dropped uid might not read.
@@ -50,6 +54,7 @@ import pickle as _pickle, struct as _struct, zlib, base64, time as _time, fcntl,
 
 ACK = b"READY"
 SETUP_FAILED = 125
+DEVICES = ("null", "zero", "full", "random", "urandom")
 
 
 def _read_frame(f):
@@ -84,7 +89,7 @@ def build_root(ro_paths: list[str]) -> None:
         L.mount(path, stage + path, None, L.MS_BIND | L.MS_REC)
         L.mount(None, stage + path, None, ro | L.MS_NODEV)
     os.makedirs(f"{stage}/dev")
-    for dev in ("null", "zero", "full", "random", "urandom"):
+    for dev in DEVICES:
         open(f"{stage}/dev/{dev}", "w").close()
         L.mount(f"/dev/{dev}", f"{stage}/dev/{dev}", None, L.MS_BIND)
         L.mount(None, f"{stage}/dev/{dev}", None, ro)
@@ -104,11 +109,25 @@ class Server:
     def __init__(self, cfg: dict) -> None:
         self.tier = cfg["tier"]
         self.uid = cfg.get("uid")  # None: keep our uid (non-root, or userns with one mapping)
-        self.seccomp = sandbox_seccomp.Filter() if cfg.get("seccomp") else None
+        # Without a mount namespace: no socket() at all (the host's named UNIX sockets are reachable and
+        # Landlock does not cover them), and without a slot uid either, no chmod & co. on the owner's files.
+        private_root = self.tier == "namespaces"
+        self.seccomp = sandbox_seccomp.Filter(deny_metadata=not private_root and self.uid is None,
+                                              unix_sockets=private_root) if cfg.get("seccomp") else None
         if self.tier == "namespaces":
             if os.geteuid() != 0:
                 _enter_userns()
             build_root(cfg["ro_paths"])
+        self.landlock = None
+        self.landlock_error = None
+        if cfg.get("landlock") and self.tier != "none":
+            try:
+                self.landlock = _landlock(self.tier, cfg["ro_paths"])
+            except OSError as e:
+                if self.tier == "rlimits":  # the only filesystem boundary of this tier: fail closed
+                    raise sandbox_landlock.LandlockUnavailable(e.errno, f"tier rlimits needs Landlock: {e.strerror}") \
+                        from None
+                self.landlock_error = str(e)  # namespaces: an extra layer only
 
     # ---- per execution -------------------------------------------------------------
     def execute(self, req: dict) -> dict:
@@ -162,7 +181,7 @@ class Server:
         else:
             import tempfile
 
-            workdir = tempfile.mkdtemp(prefix="rlsbx-")
+            workdir = tempfile.mkdtemp(prefix="rlsbx-", dir="/tmp")
             os.chmod(workdir, 0o700)
             if self.uid is not None:
                 os.chown(workdir, self.uid, self.uid)
@@ -220,6 +239,8 @@ class Server:
         os.dup2(fds["ack"], 4)
         if "exe" in fds:
             os.dup2(fds["exe"], 5, inheritable=False)
+        if self.landlock is not None:  # before closerange: the rule fds are among those it closes
+            self.landlock.apply(["/sandbox"] if self.tier == "namespaces" else [workdir])
         os.closerange(6 if "exe" in fds else 5, 1 << 16)
         ack = 4
         cpu = max(1, int(round(lim["cpu_s"])))
@@ -245,7 +266,9 @@ class Server:
         else:
             L.prctl(L.PR_SET_NO_NEW_PRIVS, 1)
         os.environ.clear()
-        os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/sandbox/work",
+        if "tempfile" in sys.modules:  # A's mkdtemp cached the server's temp dir; use TMPDIR below
+            sys.modules["tempfile"].tempdir = None
+        os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir,
                            "TMPDIR": "/sandbox/tmp" if self.tier == "namespaces" else workdir,
                            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                            "PYTHONIOENCODING": "utf-8"})
@@ -269,6 +292,24 @@ def _compile(req: dict) -> None:
         with open("main", "rb") as f:
             os.write(3, f.read())
     os._exit(rc & 0xFF)
+
+
+def _landlock(tier: str, ro_paths: list[str]):
+    """Build the Landlock policy and prove it bites in a throw-away child (raises if it does not)."""
+    if tier == "namespaces":  # the private root holds only the runtime and the devices: all of it read-only
+        ll = sandbox_landlock.Landlock(["/"], [f"/dev/{d}" for d in DEVICES])
+        ll.self_test(None, os.__file__)
+        return ll
+    ll = sandbox_landlock.Landlock(ro_paths, [f"/dev/{d}" for d in DEVICES])
+    import shutil
+    import tempfile
+
+    probe = tempfile.mkdtemp(prefix="rlsbx-probe-", dir="/tmp")
+    try:
+        ll.self_test(probe, os.__file__)
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+    return ll
 
 
 def _enter_userns() -> None:
@@ -333,7 +374,9 @@ def main() -> None:
 
     gc.freeze()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # exec children (A) are reaped by the kernel  # keep the collector from touching (and so copying) the server's pages in every child
-    _write_frame(fout, {"ok": True, "pid": os.getpid()})
+    _write_frame(fout, {"ok": True, "pid": os.getpid(),
+                        "landlock": server.landlock.describe() if server.landlock is not None else None,
+                        "landlock_error": server.landlock_error})
     while True:
         req = _read_frame(fin)
         if req is None:
