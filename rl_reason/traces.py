@@ -1,7 +1,10 @@
 """The trace store: every scored completion, one JSON object per line, one shard per process rank.
 
 Writers buffer records in memory and append them to ``OUTPUT_DIR/traces/rank-XXXXX.jsonl``
-with one ``write`` + ``fsync`` per training step, so a crash loses at most the step in flight.
+with one ``write`` + ``flush`` per training step, so a crash of the process loses at most the
+step in flight. The ``fsync`` (a crash of the node) runs in a background thread, at most one
+step behind: it costs ~5 ms per step on a local disk and far more on NFS or Lustre, and
+the training step need not wait for it.
 Readers skip a truncated last line (the write a crash cut short) and report corrupt lines.
 
 Record fields (schema version 1)::
@@ -36,7 +39,10 @@ import logging
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+
+import orjson
 
 SCHEMA_VERSION = 1
 log = logging.getLogger(__name__)
@@ -54,13 +60,16 @@ class TraceWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.rank = rank
         self.run_id = run_id
-        self._buffer: list[str] = []
-        self._file = open(self.path, "a", encoding="utf-8")
+        self._buffer: list[bytes] = []
+        self._file = open(self.path, "ab")
+        self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trace-fsync")
+        self._pending_sync: Future | None = None
         self.written = 0
 
     def add(self, record: dict) -> None:
         record = {"schema": SCHEMA_VERSION, "run_id": self.run_id, "rank": self.rank, "time": time.time(), **record}
-        self._buffer.append(json.dumps(record, ensure_ascii=False, default=_jsonable))
+        # orjson: ~6x faster than json.dumps on records with thousands of token ids; NaN -> null.
+        self._buffer.append(orjson.dumps(record, default=_jsonable, option=orjson.OPT_NON_STR_KEYS))
 
     @property
     def total(self) -> int:
@@ -70,17 +79,25 @@ class TraceWriter:
     def flush(self) -> None:
         if not self._buffer:
             return
+        self._wait_for_sync()
         # One write per step: a crash mid-write truncates only the last line, which readers skip.
-        self._file.write("\n".join(self._buffer) + "\n")
+        self._file.write(b"\n".join(self._buffer) + b"\n")
         self._file.flush()
-        os.fsync(self._file.fileno())
+        self._pending_sync = self._syncer.submit(os.fsync, self._file.fileno())
         self.written += len(self._buffer)
         self._buffer.clear()
+
+    def _wait_for_sync(self) -> None:
+        if self._pending_sync is not None:
+            self._pending_sync.result()  # an fsync error (disk full, I/O) surfaces here
+            self._pending_sync = None
 
     def close(self) -> None:
         if not self._file.closed:
             self.flush()
+            self._wait_for_sync()
             self._file.close()
+            self._syncer.shutdown()
 
     def __enter__(self):
         return self

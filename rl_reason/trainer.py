@@ -71,9 +71,10 @@ class TracingGRPOTrainer(GRPOTrainer):
         self._timers = dict.fromkeys(("generation", "reward", "rollout", "tokens", "checks"), 0.0)
         # The latest records of this rank, for the W&B traces table (rl_reason.monitor).
         self.recent_traces: deque[dict] = deque(maxlen=recent_traces)
-        self.add_callback(_StepTimer(self))
+        # Flush before the timer closes the step, so time/step includes the cost of capture.
         if trace_writer is not None:
             self.add_callback(_FlushTraces(trace_writer))
+        self.add_callback(_StepTimer(self))
 
     def _generate(self, prompts):
         start = time.perf_counter()
@@ -121,6 +122,10 @@ class TracingGRPOTrainer(GRPOTrainer):
         batch = self._generation_batches
         self._generation_batches += 1
         eos_ids = set(self.eos_token_ids)
+        # One device->host copy each, not an .item() (a GPU sync) per completion.
+        advantages_list = advantages.tolist()
+        totals_list = totals.tolist()
+        rewards_rows = rewards_all[offset : offset + n_local].tolist()
         for i in range(n_local):
             g = offset + i
             group = g // group_size
@@ -130,9 +135,9 @@ class TracingGRPOTrainer(GRPOTrainer):
             ids = completion_ids[i]
             per_func = {
                 name: (None if math.isnan(v) else v)
-                for name, v in zip(self.reward_func_names, rewards_all[g].tolist(), strict=True)
+                for name, v in zip(self.reward_func_names, rewards_rows[i], strict=True)
             }
-            total = totals[g].item()
+            total = totals_list[g]
             record = {
                 "step": step,
                 "mode": mode,
@@ -142,7 +147,7 @@ class TracingGRPOTrainer(GRPOTrainer):
                 "answer": row.get("answer"),
                 "rewards": per_func,
                 "reward": None if math.isnan(total) else total,
-                "advantage": float(advantages[i].item()),
+                "advantage": float(advantages_list[i]),
                 "group_mean": _none_if_nan(group_mean[group]),
                 "group_std": _none_if_nan(group_std[group]),
                 "completion_tokens": len(ids),
