@@ -10,7 +10,9 @@
 Workloads: the 164 HumanEval canonical solutions with their tests, and a trivial program.
 Usage: ``python benchmarks/sandbox.py [--workers N] [--trivial N] [--json out.json]``; the tier follows
 ``RL_REASON_SANDBOX_MIN_TIER``/``RL_REASON_SANDBOX_MAX_TIER``. ``--landlock-ab rlimits|namespaces`` only
-measures Landlock's per-execution cost (one slot with it, one without, interleaved).
+measures Landlock's per-execution cost (one slot with it, one without, interleaved). ``--breakdown [N]`` only
+prints the median time of each stage of N serial trivial runs (trainer, server and sandboxed children stamp
+``perf_counter_ns``), for the one-fork (root) and the two-fork (user namespace) paths, interleaved.
 """
 
 from __future__ import annotations
@@ -167,6 +169,83 @@ def landlock_ab(tier: str, rounds: int = 60, batch: int = 10) -> None:
         pool.close()
 
 
+# (label, from stage, to stage): consecutive stamps of one trivial test, in time order
+STAGES = (
+    ("parent: run_tests prep (limits, pool, site_paths, request)", "p_call", "p_req"),
+    ("parent: request dict merge", "p_req", "p_queue"),
+    ("parent: wait for a free slot", "p_queue", "p_send"),
+    ("parent: pickle + write request", "p_send", "p_sent"),
+    ("pipe wake-up + server read/unpickle", "p_sent", "srv_start"),
+    ("server: 6 memfds (+stdin)", "srv_start", "srv_memfds"),
+    ("fork server -> A (child side)", "srv_memfds", "a_start"),
+    ("A: unshare(NS|PID|IPC|UTS|NET)", "a_start", "a_unshare"),
+    ("fork -> B (pid 1; direct mode: server -> B)", "a_unshare", "b_start"),
+    ("B: unshare(NS) (direct; NET|IPC|UTS made after prev. reply)", "b_start", "b_unshare"),
+    ("B: tmpfs mount + mkdir/chown", "b_unshare", "b_tmpfs"),
+    ("B: chdir, setsid, dup2 stdio", "b_tmpfs", "b_stdio"),
+    ("B: Landlock ruleset + restrict", "b_stdio", "b_landlock"),
+    ("B: closerange", "b_landlock", "b_closerange"),
+    ("B: rlimits", "b_closerange", "b_rlimits"),
+    ("B: setgroups/setgid/setuid", "b_rlimits", "b_setuid"),
+    ("B: no-new-privs + seccomp load", "b_setuid", "b_seccomp"),
+    ("B: environ + ack", "b_seccomp", "b_env"),
+    ("B: harness + user code + exit, wait4 returns", "b_env", "a_waited"),
+    ("A: after wait4 (rlimits tier: kill + rmtree)", "a_waited", "a_cleaned"),
+    ("A: meta write + exit signal, server wakes", "a_cleaned", "srv_done"),
+    ("server: read meta/stdout/stderr/result", "srv_done", "srv_read"),
+    ("server: pickle + write reply, parent read/unpickle", "srv_send", "p_recvd"),
+    ("parent: verdict + compare", "p_recvd", "p_judged"),
+)
+
+
+def _fill(r: dict) -> dict:
+    """Direct mode (one fork) has no A: its stages get zero length."""
+    r.setdefault("a_start", r["srv_memfds"])
+    r.setdefault("a_unshare", r["a_start"])
+    r.setdefault("b_unshare", r["b_start"])
+    r.setdefault("a_cleaned", r["a_waited"])
+    r.setdefault("srv_done", r["a_cleaned"])
+    return r
+
+
+def breakdown(n: int, batch: int = 10) -> None:
+    """Median time of each stage of a serial trivial run (stamps from the parent, server, A and B), for
+    the one-fork path ("direct": root, tier namespaces) and the two-fork path (server -> A -> B, used in a
+    user namespace), one slot each, interleaved in batches (load drifts)."""
+    from rewards import sandbox_pool
+
+    triv_tests = {"type": "stdio", "cases": [{"input": "", "output": "1"}]}
+    orig = sandbox_pool._config
+    pools = {}
+    for direct in (False, True):
+        sandbox_pool._config = lambda t, s, d=direct: {**orig(t, s), "direct": d}
+        try:
+            pools[direct] = sandbox_pool.Pool(slots=1)
+        finally:
+            sandbox_pool._config = orig
+    rows = {False: [], True: []}
+    load0 = os.getloadavg()[0]
+    try:
+        for rnd in range(-2, -(-n // batch)):  # two warm-up rounds
+            for direct, pool in pools.items():
+                code._pool, code._trace = pool, []
+                for _ in range(batch):
+                    assert code.run_tests(TRIVIAL, triv_tests).passed == 1
+                if rnd >= 0:
+                    rows[direct] += [_fill(dict(t)) for t in code._trace]
+    finally:
+        code._pool, code._trace = None, None
+        for pool in pools.values():
+            pool.close()
+    print(f"# breakdown, serial trivial runs ({len(rows[True])} per path, interleaved in batches of {batch}), "
+          f"tier={pools[True].tier}, direct={pools[True]._all[0].direct}, load {load0:.2f}->{os.getloadavg()[0]:.2f}")
+    print(f"{'stage':56} {'2-fork p50':>10} {'direct p50':>10} {'2-fork mean':>11} {'direct mean':>11}")
+    for label, a, b in STAGES + (("total (run_tests call -> verdict)", "p_call", "p_judged"),):
+        d = {k: [(r[b] - r[a]) / 1e6 for r in v] for k, v in rows.items()}
+        print(f"{label:56} {statistics.median(d[False]):10.3f} {statistics.median(d[True]):10.3f} "
+              f"{statistics.mean(d[False]):11.3f} {statistics.mean(d[True]):11.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
@@ -174,7 +253,11 @@ def main() -> None:
     ap.add_argument("--json")
     ap.add_argument("--landlock-ab", metavar="TIER", choices=("rlimits", "namespaces"),
                     help="only compare one slot with and without Landlock in TIER")
+    ap.add_argument("--breakdown", type=int, metavar="N", nargs="?", const=300,
+                    help="only time each stage of N serial trivial runs (default 300)")
     args = ap.parse_args()
+    if args.breakdown:
+        return breakdown(args.breakdown)
     if args.landlock_ab:
         return landlock_ab(args.landlock_ab)
     with gzip.open(HUMANEVAL, "rt") as f:

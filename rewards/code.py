@@ -27,6 +27,7 @@ import os
 import re
 import signal
 import threading
+import time
 from collections import Counter, OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -92,6 +93,12 @@ def sandbox_tier() -> str:
 
 
 # ---- judging ---------------------------------------------------------------------------------
+# Per-stage timestamps (time.perf_counter_ns, CLOCK_MONOTONIC in every process) of each test, when a
+# list is put here (benchmarks/sandbox.py --breakdown); None: no tracing, nothing recorded.
+_trace: list | None = None
+_ns = time.perf_counter_ns
+
+
 def _limits(overrides: dict) -> dict:
     unknown = set(overrides) - set(DEFAULT_LIMITS)
     if unknown:
@@ -185,6 +192,7 @@ def run_tests(source: str, tests: dict | str, language: str = "python", stop_on_
     """Judge ``source`` on every test (see the module docstring). Never raises for a bad program."""
     if isinstance(tests, str):
         tests = json.loads(tests)
+    t_call = _ns() if _trace is not None else 0
     lim = _limits(limits)
     total = _count(tests)
     try:
@@ -206,10 +214,16 @@ def run_tests(source: str, tests: dict | str, language: str = "python", stop_on_
                 return result
             base = {"lang": "binary", "exe": exe, "limits": lim}
         for req, check in _requests(source, tests, language):
+            if _trace is not None:
+                t_req = _ns()
+                req["trace"] = True
             res = pool.execute({**base, **req})
             verdict, timing = _verdict(res, lim)
             if verdict is None:
                 verdict = "AC" if check(res) else "WA"
+            if _trace is not None:
+                _trace.append(res.get("trace", []) + [("p_call", t_call), ("p_req", t_req), ("p_judged", _ns())])
+                t_call = _ns()
             result.verdicts.append(verdict)
             result.timings.append(timing)
             result.stderr = res["stderr"].decode("utf-8", "replace")
