@@ -85,11 +85,6 @@ def build_root(ro_paths: list[str]) -> None:
     """Private mount namespace whose root is a read-only tmpfs holding only the runtime."""
     L.unshare(L.CLONE_NEWNS)
     L.mount(None, "/", None, L.MS_REC | L.MS_PRIVATE)
-    # Opened before /tmp is shadowed: a runtime (a venv) under /tmp is bound from its descriptor.
-    sources = {}
-    for path in ro_paths:
-        if not os.path.islink(path) and os.path.isdir(path):
-            sources[path] = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     stage = "/tmp"  # shadowed in our namespace only; nothing is written to the host
     L.mount("tmpfs", stage, "tmpfs", L.MS_NOSUID, "size=1m,mode=0755")
     os.umask(0o022)
@@ -97,11 +92,12 @@ def build_root(ro_paths: list[str]) -> None:
         if os.path.islink("/" + top):
             os.symlink(os.readlink("/" + top), f"{stage}/{top}")
     ro = L.MS_BIND | L.MS_REMOUNT | L.MS_RDONLY | L.MS_NOSUID
-    for path, fd in sources.items():
+    for path in ro_paths:
+        if os.path.islink(path) or not os.path.isdir(path):
+            continue
         os.makedirs(stage + path, exist_ok=True)
-        L.mount(f"/proc/self/fd/{fd}", stage + path, None, L.MS_BIND | L.MS_REC)
+        L.mount(path, stage + path, None, L.MS_BIND | L.MS_REC)
         L.mount(None, stage + path, None, ro | L.MS_NODEV)
-        os.close(fd)
     os.makedirs(f"{stage}/dev")
     for dev in DEVICES:
         open(f"{stage}/dev/{dev}", "w").close()
@@ -109,10 +105,7 @@ def build_root(ro_paths: list[str]) -> None:
         L.mount(None, f"{stage}/dev/{dev}", None, ro)
     os.symlink("/sandbox/shm", f"{stage}/dev/shm")
     os.symlink("/proc/self/fd", f"{stage}/dev/fd")
-    if not os.path.exists(f"{stage}/tmp"):
-        os.symlink("/sandbox/tmp", f"{stage}/tmp")
-    # else the runtime lives under /tmp: /tmp is then the read-only tree holding it, and programs
-    # write temporary files where TMPDIR points (/sandbox/tmp), as tempfile does.
+    os.symlink("/sandbox/tmp", f"{stage}/tmp")
     os.mkdir(f"{stage}/sandbox")
     os.mkdir(f"{stage}/.old")
     L.pivot_root(stage, f"{stage}/.old")
