@@ -73,7 +73,9 @@ def test_big_int_and_deep_recursion_thread():
 
 
 def test_numpy_under_memory_limit():
-    pytest.importorskip("numpy")
+    numpy = pytest.importorskip("numpy")
+    if numpy.__file__.startswith("/tmp/"):
+        pytest.skip("a runtime under /tmp is not visible inside the namespace sandbox (docs/sandbox.md)")
     assert stdio("import numpy as np\nprint(int(np.arange(10).sum()))", [("", "45")], cpu_s=4).verdicts == ["AC"]
 
 
