@@ -159,11 +159,10 @@ class Pool:
         t_q = time.perf_counter_ns() if req.get("trace") else 0
         server = self._free.get()
         try:
+            res = server.execute(req)
             if t_q:
-                res = server.execute(req)
                 res.setdefault("trace", []).append(("p_queue", t_q))
-                return res
-            return server.execute(req)
+            return res
         except (ServerDied, OSError, EOFError, pickle.UnpicklingError):
             server.close()
             try:

@@ -207,24 +207,7 @@ class Server:
             if tr is not None:
                 tr.append(("srv_done", _ns()))
             meta = _read_all(fds["meta"], 4096)
-            out_cap = lim["output_bytes"]
-            ack = _read_all(fds["ack"], 16 if tr is None else 4096)
-            if tr is not None and ack.startswith(ACK) and len(ack) > len(ACK):
-                tr += pickle.loads(ack[len(ACK):])
-                ack = ACK
-            res = {
-                "ack": ack == ACK,
-                "meta": pickle.loads(meta) if meta else None,
-                "wall": wall,
-                "stdout": _read_all(fds["stdout"], out_cap + 1),
-                "stderr": _tail(fds["stderr"], 4096),
-                "result": _read_all(fds["result"], out_cap + 1),
-            }
-            if tr is not None:
-                tr += res["meta"].pop("trace", []) if res["meta"] else []
-                tr.append(("srv_read", _ns()))
-                res["trace"] = tr
-            return res
+            return self._collect(fds, lim, pickle.loads(meta) if meta else None, wall, tr)
         finally:
             for fd in fds.values():
                 os.close(fd)
@@ -251,14 +234,7 @@ class Server:
             self._restore_pidns(None)
             raise
         if b == 0:
-            try:
-                self._child_b(req, lim, fds, None)
-            except BaseException as e:  # setup failed: no ack, so the parent reports a sandbox error
-                try:
-                    os.write(2, f"sandbox setup failed: {e!r}\n".encode())
-                except OSError:
-                    pass
-            os._exit(SETUP_FAILED)
+            self._run_b(req, lim, fds, None)
         self._fresh = False  # B has our net/IPC/UTS namespaces now: never fork another child into them
         self._restore_pidns(b)
         if tr is not None:
@@ -281,6 +257,13 @@ class Server:
         wall = time.perf_counter() - t0
         if tr is not None:
             tr.append(("a_waited", _ns()))
+        meta = {"status": status, "cpu": ru.ru_utime + ru.ru_stime, "maxrss_kb": ru.ru_maxrss,
+                "wall": wall, "wall_timeout": timed_out}
+        return self._collect(fds, lim, meta, wall, tr)
+
+    @staticmethod
+    def _collect(fds, lim, meta, wall, tr) -> dict:
+        """The reply: B's ack, its outputs (capped) and the run's meta, plus the trace when asked."""
         out_cap = lim["output_bytes"]
         ack = _read_all(fds["ack"], 16 if tr is None else 4096)
         if tr is not None and ack.startswith(ACK) and len(ack) > len(ACK):
@@ -288,17 +271,28 @@ class Server:
             ack = ACK
         res = {
             "ack": ack == ACK,
-            "meta": {"status": status, "cpu": ru.ru_utime + ru.ru_stime, "maxrss_kb": ru.ru_maxrss,
-                     "wall": wall, "wall_timeout": timed_out},
+            "meta": meta,
             "wall": wall,
             "stdout": _read_all(fds["stdout"], out_cap + 1),
             "stderr": _tail(fds["stderr"], 4096),
             "result": _read_all(fds["result"], out_cap + 1),
         }
         if tr is not None:
+            tr += meta.pop("trace", []) if meta else []
             tr.append(("srv_read", _ns()))
             res["trace"] = tr
         return res
+
+    def _run_b(self, req, lim, fds, workdir) -> None:
+        """In the forked child: set up the sandbox and run the program; never returns."""
+        try:
+            self._child_b(req, lim, fds, workdir)
+        except BaseException as e:  # setup failed: no ack, so the parent reports a sandbox error
+            try:
+                os.write(2, f"sandbox setup failed: {e!r}\n".encode())
+            except OSError:
+                pass
+        os._exit(SETUP_FAILED)
 
     def _restore_pidns(self, child) -> None:
         try:
@@ -328,14 +322,7 @@ class Server:
         b = os.fork()
         if b == 0:
             os.close(done_w)
-            try:
-                self._child_b(req, lim, fds, workdir)
-            except BaseException as e:  # setup failed: no ack, so the parent reports a sandbox error
-                try:
-                    os.write(2, f"sandbox setup failed: {e!r}\n".encode())
-                except OSError:
-                    pass
-            os._exit(SETUP_FAILED)
+            self._run_b(req, lim, fds, workdir)
         if tr is not None:
             tr.append(("a_forked", _ns()))
         timed_out = []

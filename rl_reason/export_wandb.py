@@ -18,8 +18,8 @@ other than the training run's: a new run with ``job_type="export"`` (in the trai
 project and group when known) logs the artifact; its config carries ``source_run_id`` and the
 export's arguments, its summary the counts.
 
-Mode: offline when no account is configured (no ``WANDB_API_KEY``, no ``WANDB_MODE``, no
-``~/.netrc``), the rule of ``rl_reason.train.setup_wandb``. Online, the training run is resumed
+Mode: offline when no account is configured (``rl_reason.wandb_env.default_mode``, the rule
+training uses too). Online, the training run is resumed
 with ``resume="must"``: a training run never synced is an error, not a new empty run that would
 later block the sync of the real one.
 """
@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rl_reason.export import ExportError
+from rl_reason.wandb_env import default_mode
 
 RUN_FILE = "wandb_run.json"
 DEFAULT_PROJECT = "rl-reason"
@@ -48,16 +49,6 @@ class WandbExport:
     lineage: bool  # logged onto the training run itself
     offline: bool
     sync_dirs: list[str] = field(default_factory=list)  # offline: what to pass to ``wandb sync``, in order
-
-
-def wandb_mode() -> str | None:
-    """``"offline"`` when no W&B account is configured; else None (wandb's own settings decide).
-
-    The rule of ``rl_reason.train.setup_wandb``, without its side effect on ``os.environ``.
-    """
-    if "WANDB_MODE" in os.environ or "WANDB_API_KEY" in os.environ or Path("~/.netrc").expanduser().exists():
-        return None
-    return "offline"
 
 
 def find_training_run(traces: str | Path) -> tuple[dict, Path] | None:
@@ -146,7 +137,7 @@ def log_export(
     source_run_id = source.get("id")
     project = project or source.get("project") or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT
     resume = bool(lineage and source_run_id and project == source.get("project"))
-    mode = wandb_mode()
+    mode = default_mode()
     offline = (mode or os.environ.get("WANDB_MODE", "")) in ("offline", "dryrun")
     # Offline runs go beside the training run's (train.py's WANDB_DIR default is OUTPUT_DIR), so
     # one `wandb sync OUTPUT_DIR/wandb/offline-run-*` uploads both, in order.
@@ -204,4 +195,4 @@ def log_export(
     return WandbExport(artifact=name, run_id=run_id, project=run_project, lineage=resume, offline=offline, sync_dirs=sync_dirs)
 
 
-__all__ = ["RUN_FILE", "WandbExport", "artifact_name", "export_metadata", "find_training_run", "log_export", "wandb_mode"]
+__all__ = ["RUN_FILE", "WandbExport", "artifact_name", "export_metadata", "find_training_run", "log_export"]

@@ -13,17 +13,19 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 
-class WandbRunFile(TrainerCallback):
-    """OUTPUT_DIR/wandb_run.json: which W&B run a training job logged to.
+class WandbRunInfo(TrainerCallback):
+    """At the start of the W&B run: the resolved recipe (our sections too, not only
+    TrainingArguments) into its config, and OUTPUT_DIR/wandb_run.json, which W&B run the job
+    logged to (``rl-reason export --wandb`` reads it to put the dataset next to that run)."""
 
-    ``rl-reason export --wandb`` reads it to put the exported dataset next to the run that
-    made its traces.
-    """
+    def __init__(self, raw: dict):
+        self.raw = raw
 
     def on_train_begin(self, args, state, control, **kwargs):
         run = _wandb_run(args, state)
         if run is None:
             return
+        run.config.update({"recipe": self.raw}, allow_val_change=True)
         info = {
             "id": run.id,
             "project": run.project,
@@ -86,4 +88,4 @@ def _text(prompt) -> str:
 
 def monitoring_callbacks(recipe, trainer) -> list:
     """Callbacks ``rl_reason.train`` adds to every GRPO run."""
-    return [WandbRunFile(), WandbTracesTable(trainer, recipe.wandb.table_every, recipe.wandb.table_rows, seed=recipe.args.seed)]
+    return [WandbRunInfo(recipe.raw), WandbTracesTable(trainer, recipe.wandb.table_every, recipe.wandb.table_rows, seed=recipe.args.seed)]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from accelerate import PartialState
-from transformers import AutoTokenizer, TrainerCallback
+from transformers import AutoTokenizer
 
 from rewards.registry import REQUIRED_COLUMNS, get_reward
 from rl_reason.config import ConfigError, Recipe, load_recipe
@@ -23,6 +23,7 @@ from rl_reason.preflight import check_model_path, check_output_dir, check_vllm, 
 from rl_reason.tiny import build_tiny
 from rl_reason.traces import TraceWriter, rewind_shard, shard_path
 from rl_reason.trainer import TracingGRPOTrainer
+from rl_reason.wandb_env import default_mode
 
 
 @dataclass
@@ -51,7 +52,7 @@ def setup_wandb(recipe: Recipe) -> None:
         os.environ.setdefault("WANDB_RUN_GROUP", recipe.wandb.group)
     if recipe.wandb.tags:
         os.environ.setdefault("WANDB_TAGS", ",".join(recipe.wandb.tags))
-    if "WANDB_API_KEY" not in os.environ and "WANDB_MODE" not in os.environ and not Path("~/.netrc").expanduser().exists():
+    if default_mode() == "offline":
         os.environ["WANDB_MODE"] = "offline"
         print("W&B: no account configured, logging offline; upload later with `wandb sync`")
     os.environ.setdefault("WANDB_DIR", str(recipe.args.output_dir))
@@ -111,7 +112,6 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
         processing_class=tokenizer,
         trace_writer=writer,
     )
-    trainer.add_callback(_RecipeToWandb(recipe.raw))
     for callback in monitoring_callbacks(recipe, trainer):
         trainer.add_callback(callback)
     try:
@@ -189,21 +189,6 @@ def _last_checkpoint(output_dir: Path) -> str | None:
         print(f"--resume: skipping {path.name}, an incomplete checkpoint (the run died while saving it)")
     print(f"--resume: no checkpoint in {output_dir}, starting from scratch")
     return None
-
-
-class _RecipeToWandb(TrainerCallback):
-    """The resolved recipe (our sections too, not only TrainingArguments) in the W&B run config."""
-
-    def __init__(self, raw: dict):
-        self.raw = raw
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        if not state.is_world_process_zero or "wandb" not in (args.report_to or []):
-            return
-        import wandb
-
-        if wandb.run is not None:
-            wandb.config.update({"recipe": self.raw}, allow_val_change=True)
 
 
 __all__ = ["ConfigError", "TrainResult", "load_train_recipe", "train"]
