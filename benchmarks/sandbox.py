@@ -268,7 +268,11 @@ def main() -> None:
     he_plain = [p["prompt"] + p["canonical_solution"] + "\n" + p["test"] + f"\ncheck({p['entry_point']})\n"
                 for p in probs]
     triv_tests = {"type": "stdio", "cases": [{"input": "", "output": "1"}]}
-    code.run_tests(TRIVIAL, triv_tests)  # start the pool outside the timings (done once per trainer)
+    # Start the pool outside the timings, as a trainer does once: servers, and each slot's judge (the process
+    # that runs assert tests, started by the slot's first assert run).
+    with ThreadPoolExecutor(args.workers) as ex:
+        list(ex.map(lambda _: code.run_tests("def f():\n    return 1", {"type": "assert", "code": "assert f() == 1",
+                                                                         "entry_point": "f"}), range(4 * args.workers)))
 
     sandbox_fn = lambda j: code.run_tests(j[0], j[1]).passed == 1  # noqa: E731
     rows = []

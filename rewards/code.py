@@ -21,6 +21,7 @@ at interpreter exit. Tier floor: ``RL_REASON_SANDBOX_MIN_TIER`` (default ``names
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import json
 import os
@@ -115,24 +116,51 @@ def _verdict(res: dict, lim: dict) -> tuple[str | None, dict]:
     if "error" in res:
         raise ServerDied(res["error"])
     meta = res.get("meta")
-    if not res.get("ack") or meta is None:
-        raise ServerDied("sandbox setup failed: " + res.get("stderr", b"").decode("utf-8", "replace")[-500:])
-    timing = {"cpu_s": round(meta["cpu"], 4), "wall_s": round(meta["wall"], 4), "maxrss_kb": meta["maxrss_kb"]}
-    st = meta["status"]
-    sig = os.WTERMSIG(st) if os.WIFSIGNALED(st) else 0
-    code = os.WEXITSTATUS(st) if os.WIFEXITED(st) else None
-    if meta["wall_timeout"] or (sig in (signal.SIGKILL, signal.SIGXCPU) and meta["cpu"] >= 0.9 * lim["cpu_s"]):
+    peer = res.get("peer")  # assert tests: the candidate program's process (``res`` is the tests')
+    for r in (res, peer) if peer else (res,):
+        if not r.get("ack") or r.get("meta") is None:
+            raise ServerDied("sandbox setup failed: " + r.get("stderr", b"").decode("utf-8", "replace")[-500:])
+    tree = res.get("tree")  # the run's cgroup: the whole process tree's CPU time, memory and pids
+    cpu = tree["cpu"] if tree else meta["cpu"] + (peer["meta"]["cpu"] if peer else 0.0)
+    timing = {"cpu_s": round(cpu, 4), "wall_s": round(meta["wall"], 4),
+              "maxrss_kb": (peer or res)["meta"]["maxrss_kb"]}
+    procs = [meta, peer["meta"]] if peer else [meta]
+    if res.get("cpu_out") or any(m["wall_timeout"] for m in procs) or (tree and tree["cpu"] >= lim["cpu_s"]):
         return "TLE", timing
+    for m in procs:
+        # RLIMIT_CPU's SIGKILL (our own kills are flagged above). Under heavy load it was seen at 0.85x the
+        # limit by wait4's rusage: no other SIGKILL reaches a pid-1 program, so half the budget suffices.
+        st = m["status"]
+        if os.WIFSIGNALED(st) and os.WTERMSIG(st) in (signal.SIGKILL, signal.SIGXCPU) and m["cpu"] >= 0.5 * lim["cpu_s"]:
+            return "TLE", timing
     if res["result"].startswith(b"\x00CE\x00"):
         return "CE", timing
     cap = lim["output_bytes"]
-    if len(res["stdout"]) >= cap or len(res["result"]) >= cap or sig == signal.SIGXFSZ:
+    outs = [res] + ([peer] if peer else [])
+    if any(len(r["stdout"]) >= cap for r in outs) or len(res["result"]) >= cap or \
+            any(os.WIFSIGNALED(m["status"]) and os.WTERMSIG(m["status"]) == signal.SIGXFSZ for m in procs):
         return "OLE", timing
-    if b"MemoryError" in res["stderr"]:
+    if (tree and tree["oom"]) or any(b"MemoryError" in r["stderr"] for r in outs):
         return "MLE", timing
-    if sig or code != 0:
+    if peer:  # the tests decide; their outcome is read by the caller
+        return None, timing
+    st = meta["status"]
+    if os.WIFSIGNALED(st) or os.WEXITSTATUS(st) != 0:
         return "RE", timing
     return None, timing
+
+
+def _assert_outcome(res: dict) -> tuple[str, str]:
+    """(verdict, detail) from what the tests' process wrote on fd 3; only a clean "pass" with exit 0 is AC."""
+    try:
+        out = json.loads(res["result"].decode("utf-8"))
+        outcome, detail = out["outcome"], str(out.get("detail", ""))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return "RE", "the tests ended without an outcome"
+    st = res["meta"]["status"]
+    if outcome == "pass":
+        return ("AC", "") if os.WIFEXITED(st) and os.WEXITSTATUS(st) == 0 else ("RE", "the tests did not exit cleanly")
+    return {"assert": "WA", "compile_error": "CE", "bad_test": "invalid_tests"}.get(outcome, "RE"), detail
 
 
 def _compile_cpp(source: str, lim: dict, pool: Pool) -> tuple[bytes | None, str]:
@@ -156,9 +184,57 @@ _cpp_cache: OrderedDict = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def _requests(source: str, tests: dict, language: str):
-    """Yield (request, checker) per test; expected values stay here, in the checker closure."""
+class InvalidTests(ValueError):
+    """The test spec itself is unusable (a dataset problem, not the program's); names the field."""
+
+
+_ENTRY_POINT = re.compile(r"[A-Za-z_]\w*(\(\))?(\.[A-Za-z_]\w*(\(\))?)*\Z")
+
+
+def _check_spec(tests, language: str) -> dict:
+    """The spec, or InvalidTests naming the field at fault."""
+    if isinstance(tests, (str, bytes)):
+        try:
+            tests = json.loads(tests)
+        except ValueError as e:
+            raise InvalidTests(f"tests: not JSON ({e})") from None
+    if not isinstance(tests, dict):
+        raise InvalidTests(f"tests: expected a dict, got {type(tests).__name__}")
     kind = tests.get("type")
+    if kind not in ("stdio", "functional", "assert"):
+        raise InvalidTests(f"tests['type']: unknown {kind!r}; expected 'stdio', 'functional' or 'assert'")
+    if kind in ("functional", "assert") and language != "python":
+        raise InvalidTests(f"tests['type']: {kind} tests are Python-only, the program is {language}")
+    tol = tests.get("float_tol")
+    if tol is not None and (not isinstance(tol, (int, float)) or isinstance(tol, bool) or not tol >= 0):
+        raise InvalidTests(f"tests['float_tol']: expected a number >= 0, got {tol!r}")
+    if kind == "assert":
+        if not isinstance(tests.get("code"), str):
+            raise InvalidTests("tests['code']: the assert test code (a string) is missing")
+        entry = tests.get("entry_point")
+        if entry is not None and (not isinstance(entry, str) or not _ENTRY_POINT.match(entry)):
+            raise InvalidTests(f"tests['entry_point']: {entry!r} is not a name like 'f' or 'Solution().f'")
+        return tests
+    cases = tests.get("cases")
+    if not isinstance(cases, list):
+        raise InvalidTests(f"tests['cases']: expected a list of cases, got {type(cases).__name__}")
+    need = ("input", "output") if kind == "stdio" else ("expected",)
+    for i, case in enumerate(cases):
+        if not isinstance(case, dict) or any(k not in case for k in need):
+            raise InvalidTests(f"tests['cases'][{i}]: needs the keys {list(need)}")
+        if kind == "stdio" and not (isinstance(case["input"], str) and isinstance(case["output"], str)):
+            raise InvalidTests(f"tests['cases'][{i}]: 'input' and 'output' must be strings")
+        if kind == "functional" and (not isinstance(case.get("args", []), list) or
+                                     not isinstance(case.get("kwargs", {}), dict)):
+            raise InvalidTests(f"tests['cases'][{i}]: 'args' must be a list and 'kwargs' a dict")
+    if kind == "functional" and not (isinstance(tests.get("fn_name"), str) and tests["fn_name"].isidentifier()):
+        raise InvalidTests(f"tests['fn_name']: expected a function name, got {tests.get('fn_name')!r}")
+    return tests
+
+
+def _requests(tests: dict):
+    """Yield (request, checker) per test; expected values stay here, in the checker closure."""
+    kind = tests["type"]
     tol = tests.get("float_tol")
     if kind == "stdio":
         for case in tests["cases"]:
@@ -166,34 +242,57 @@ def _requests(source: str, tests: dict, language: str):
             yield {"mode": "stdio", "stdin": case["input"].encode()}, (
                 lambda r, exp=exp: cmp.stdout_matches(r["stdout"], exp, tol))
     elif kind == "functional":
-        if language != "python":
-            raise ValueError("functional tests are Python-only")
         for case in tests["cases"]:
             exp = case["expected"]
             yield {"mode": "functional", "fn_name": tests["fn_name"], "args": list(case.get("args", [])),
                    "kwargs": dict(case.get("kwargs", {}))}, (
                 lambda r, exp=exp: cmp.result_matches(r["result"], exp, tol))
-    elif kind == "assert":
-        if language != "python":
-            raise ValueError("assert tests are Python-only")
-        nonce = os.urandom(16).hex().encode()
-        yield {"mode": "assert", "test_code": tests["code"], "entry_point": tests["entry_point"], "nonce": nonce}, (
-            lambda r: r["result"] == nonce)
-    else:
-        raise ValueError(f"unknown tests type {kind!r}; expected 'stdio', 'functional' or 'assert'")
+    else:  # the expected values are inside the test code, which runs in its own process
+        yield {"mode": "assert", "test_code": tests["code"], "entry_point": tests.get("entry_point")}, None
 
 
-def _count(tests: dict) -> int:
-    return 1 if tests.get("type") == "assert" else len(tests.get("cases", []))
+def _count(tests) -> int:
+    if not isinstance(tests, dict):
+        return 1
+    return 1 if tests.get("type") == "assert" else len(tests.get("cases") or []) if isinstance(tests.get("cases"), list) else 1
+
+
+@functools.lru_cache(maxsize=1)
+def _host_paths() -> tuple[tuple[str, str], ...]:
+    """Paths of this machine that a program's tracebacks must not show, longest first."""
+    import sys
+    import sysconfig
+
+    paths = {os.path.dirname(os.path.dirname(os.path.abspath(__file__))): "<project>"}
+    for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *site_paths(), *sysconfig.get_paths().values()):
+        for q in {p, os.path.realpath(p)}:
+            if q and q != "/" and len(q) > 4:
+                paths.setdefault(q, "<python>")
+    home = os.path.expanduser("~")
+    if home not in ("/", "~"):
+        paths.setdefault(home, "~")
+    return tuple(sorted(paths.items(), key=lambda kv: -len(kv[0])))
+
+
+def _scrub(text: str) -> str:
+    for path, name in _host_paths():
+        if path in text:
+            text = text.replace(path, name)
+    return text
 
 
 def run_tests(source: str, tests: dict | str, language: str = "python", stop_on_first_failure: bool = True,
               **limits) -> RunResult:
-    """Judge ``source`` on every test (see the module docstring). Never raises for a bad program."""
-    if isinstance(tests, str):
-        tests = json.loads(tests)
+    """Judge ``source`` on every test (see the module docstring). Never raises for anything a program
+    does; an unusable spec gives ``status == "invalid_tests"`` with the field in ``error``."""
     t_call = _ns() if _trace is not None else 0
     lim = _limits(limits)
+    if language not in ("python", "cpp", "c++"):
+        raise ValueError(f"unsupported language {language!r}")
+    try:
+        tests = _check_spec(tests, "python" if language == "python" else "cpp")
+    except InvalidTests as e:
+        return RunResult(0, _count(tests), status="invalid_tests", error=str(e))
     total = _count(tests)
     try:
         pool = _get_pool()
@@ -202,37 +301,50 @@ def run_tests(source: str, tests: dict | str, language: str = "python", stop_on_
     except Exception as e:  # could not start the servers at all
         return RunResult(0, total, status="sandbox_error", error=f"{type(e).__name__}: {e}")
     result = RunResult(0, total, tier=pool.tier)
-    if language not in ("python", "cpp", "c++"):
-        raise ValueError(f"unsupported language {language!r}")
     try:
         base = {"lang": "python", "source": source, "limits": lim, "python_paths": site_paths()}
         if language in ("cpp", "c++"):
             exe, err = _compile_cpp(source, lim, pool)
             if exe is None:
                 result.verdicts = ["CE"]
-                result.stderr = err[-2000:]
+                result.stderr = _scrub(err[-2000:])
                 return result
             base = {"lang": "binary", "exe": exe, "limits": lim}
-        for req, check in _requests(source, tests, language):
+        for req, check in _requests(tests):
             if _trace is not None:
                 t_req = _ns()
                 req["trace"] = True
             res = pool.execute({**base, **req})
+            if check is None and res.get("ack") and _assert_outcome(res)[0] == "invalid_tests":
+                # the tests do not compile: decided before the program mattered (it may not have started)
+                return RunResult(0, total, status="invalid_tests", error=_assert_outcome(res)[1], tier=pool.tier)
             verdict, timing = _verdict(res, lim)
-            if verdict is None:
-                verdict = "AC" if check(res) else "WA"
+            stderr = res["stderr"].decode("utf-8", "replace")
+            if check is None:  # assert tests
+                if verdict is None:
+                    verdict, detail = _assert_outcome(res)
+                peer_err = res["peer"]["stderr"].decode("utf-8", "replace").strip()
+                if peer_err and verdict != "AC":
+                    stderr = f"{stderr.rstrip()}\n--- stderr of the program ---\n{peer_err}\n"
+            elif verdict is None:
+                try:
+                    verdict = "AC" if check(res) else "WA"
+                except Exception:  # any comparison failure is a verdict, never a crash of the reward
+                    verdict = "WA"
             if _trace is not None:
                 _trace.append(res.get("trace", []) + [("p_call", t_call), ("p_req", t_req), ("p_judged", _ns())])
                 t_call = _ns()
             result.verdicts.append(verdict)
             result.timings.append(timing)
-            result.stderr = res["stderr"].decode("utf-8", "replace")
+            result.stderr = _scrub(stderr[-4000:])
             if verdict == "AC":
                 result.passed += 1
             elif stop_on_first_failure or verdict == "CE":
                 break
     except (ServerDied, OSError, EOFError) as e:
         result.status, result.error = "sandbox_error", f"{type(e).__name__}: {e}"
+    except Exception as e:  # a bug of ours: never the program's fault, never an exception out of a reward
+        result.status, result.error = "sandbox_error", f"internal error: {type(e).__name__}: {e}"
     return result
 
 
@@ -259,6 +371,19 @@ def _completion_text(c) -> str:
     return str(c)
 
 
+_warned: set = set()
+
+
+def _warn_once(msg: str) -> None:
+    """One line per distinct problem (a broken dataset would otherwise repeat it every step)."""
+    key = msg.split(":", 2)[-1]
+    if key not in _warned:
+        _warned.add(key)
+        import warnings
+
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+
 def make_code_reward(all_or_nothing: bool = False, **limits):
     """A TRL reward; ``all_or_nothing=True`` scores 1.0 only when every test passes."""
     _limits({k: v for k, v in limits.items() if k != "stop_on_first_failure"})  # fail early on a typo
@@ -272,17 +397,21 @@ def make_code_reward(all_or_nothing: bool = False, **limits):
             t = rows[i]
             if t is None:
                 return None, None
-            if isinstance(t, str):
-                t = json.loads(t)
-            code = extract_code(_completion_text(completions[i]))
-            if code is None:
-                return 0.0, "no_code"
-            lang, src = code
-            stop = limits.get("stop_on_first_failure", all_or_nothing)
-            r = run_tests(src, t, language=lang, stop_on_first_failure=stop,
-                          **{k: v for k, v in limits.items() if k != "stop_on_first_failure"})
-            if r.status != "ok":
+            try:
+                code = extract_code(_completion_text(completions[i]))
+                if code is None:
+                    return 0.0, "no_code"
+                lang, src = code
+                stop = limits.get("stop_on_first_failure", all_or_nothing)
+                r = run_tests(src, t, language=lang, stop_on_first_failure=stop,
+                              **{k: v for k, v in limits.items() if k != "stop_on_first_failure"})
+            except Exception as e:  # one bad row must not end the reward call (and the training step)
+                _warn_once(f"code reward: row {i} cannot be judged: {type(e).__name__}: {e}")
                 return None, "sandbox_error"
+            if r.status != "ok":  # "invalid_tests" (the dataset's fault) or "sandbox_error" (ours): no score
+                if r.status == "invalid_tests":
+                    _warn_once(f"code reward: row {i}: {r.error}")
+                return None, r.status
             score = float(r.passed == r.total) if all_or_nothing else r.fraction
             return score, (r.verdicts[-1] if r.verdicts else "none")
 

@@ -19,6 +19,8 @@ import threading
 import time
 from multiprocessing.connection import Connection, wait
 
+from rewards.machine import share
+
 WORKER_MEMORY_BYTES = 3 << 30  # RLIMIT_AS per worker: a huge integer fails with MemoryError instead
 _SOFT_FRACTION = 0.8  # the in-worker alarm fires at this share of the deadline; the kill comes at 100%
 
@@ -242,7 +244,7 @@ _POOLS_LOCK = threading.Lock()
 
 def get_pool(task_fn_path: str, workers: int | None = None) -> WorkerPool:
     """The shared pool for ``task_fn_path``, created on first use and reused."""
-    workers = workers or min(4, os.cpu_count() or 1)
+    workers = workers or share(4)  # this rank's share of the node's cores, at most 4
     # keyed by pid too: a forked child must not share (or, at exit, kill) its parent's workers
     key = (task_fn_path, workers, os.getpid())
     with _POOLS_LOCK:

@@ -7,9 +7,13 @@ Python ints; floats within ``float_tol`` only when a tolerance is asked for; oth
 
 from __future__ import annotations
 
+import decimal
+import fractions
 import json
 import math
 import re
+
+from rewards import sandbox_rpc
 
 _INT = re.compile(r"[+-]?\d+\Z")
 
@@ -63,36 +67,59 @@ def stdout_matches(got: bytes, expected: str, float_tol: float | None = None) ->
     return True
 
 
-def _norm(x):
-    if isinstance(x, tuple):
-        x = list(x)
-    if isinstance(x, list):
-        return [_norm(v) for v in x]
-    if isinstance(x, dict):
-        return {str(k): _norm(v) for k, v in x.items()}
-    return x
+def _json_key(k):
+    """A dict key as JSON would have written it (the expected values come from JSON: keys are strings)."""
+    if type(k) is str:
+        return k
+    if type(k) is bool or k is None:
+        return json.dumps(k)
+    if type(k) is int or type(k) is float:
+        return repr(k)
+    return None
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float, fractions.Fraction, decimal.Decimal)) and not isinstance(x, bool)
 
 
 def values_equal(got, exp, float_tol: float | None) -> bool:
+    """``got`` (decoded from the program) against ``exp`` (from JSON). JSON has no tuples and only string
+    keys, so a tuple equals a list and ``{1: x}`` equals ``{"1": x}``; sets, ranges and generators are not
+    lists. Numbers compare exactly (ints of any size, no float conversion) unless a tolerance is given."""
     if type(got) is bool or type(exp) is bool:
         return type(got) is type(exp) and got == exp
-    if isinstance(got, (int, float)) and isinstance(exp, (int, float)):
-        if isinstance(got, int) and isinstance(exp, int):
+    if _number(got) and _number(exp):
+        if float_tol is None or (isinstance(got, int) and isinstance(exp, int)):
             return got == exp
-        if float_tol is None:
-            return float(got) == float(exp)
-        return abs(got - exp) <= float_tol * max(1.0, abs(exp))
-    if isinstance(got, list) and isinstance(exp, list):
-        return len(got) == len(exp) and all(values_equal(a, b, float_tol) for a, b in zip(got, exp))
-    if isinstance(got, dict) and isinstance(exp, dict):
-        return got.keys() == exp.keys() and all(values_equal(got[k], exp[k], float_tol) for k in got)
+        try:
+            g, e = float(got), float(exp)
+        except (OverflowError, ValueError, decimal.InvalidOperation):
+            return False
+        if math.isnan(g) or math.isnan(e) or math.isinf(g) or math.isinf(e):
+            return g == e
+        return abs(g - e) <= float_tol * max(1.0, abs(e))
+    if isinstance(exp, (list, tuple)):
+        if type(got) is tuple:
+            got = list(got)
+        return type(got) is list and len(got) == len(exp) and all(
+            values_equal(a, b, float_tol) for a, b in zip(got, exp))
+    if isinstance(exp, dict):
+        if not isinstance(got, dict):
+            return False
+        g = {_json_key(k): v for k, v in got.items()}
+        e = {_json_key(k): v for k, v in exp.items()}
+        return None not in g and len(g) == len(got) and g.keys() == e.keys() and all(
+            values_equal(g[k], e[k], float_tol) for k in e)
     return type(got) is type(exp) and got == exp
 
 
 def result_matches(payload: bytes, expected, float_tol: float | None = None) -> bool:
-    """``payload`` is the JSON the sandbox wrote; anything unparseable is simply wrong."""
+    """``payload`` is what the sandbox wrote (``sandbox_rpc`` format); anything undecodable is wrong."""
     try:
-        got = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        got = sandbox_rpc.loads(payload)
+    except sandbox_rpc.DecodeError:
         return False
-    return values_equal(got, _norm(expected), float_tol)
+    try:
+        return values_equal(got, expected, float_tol)
+    except (RecursionError, OverflowError, ValueError, TypeError, ArithmeticError):
+        return False

@@ -14,11 +14,21 @@ import sysconfig
 import threading
 import time
 
+from rewards import sandbox_lease
+from rewards.machine import share
+
 # weakest → strongest. "none": rlimits + seccomp without Landlock (filesystem readable), tried only when
 # min_tier is "none"; "rlimits": no namespaces, Landlock required; "namespaces": + Landlock if the kernel has it.
 TIERS = ("none", "rlimits", "namespaces")
 _SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_server.py")
-BASE_UID = 61000  # slot i runs user code as uid BASE_UID + i (root only)
+BLOBS = ("source", "test_code", "stdin", "exe")  # request fields that travel raw, never through the server's heap
+BASE_UID = 61000  # the server with machine lease k runs programs as uid BASE_UID + 2k, their tests as + 2k + 1 (root)
+
+
+def slot_uids(lease: int) -> tuple[int, int]:
+    return BASE_UID + 2 * lease, BASE_UID + 2 * lease + 1
+
+
 
 
 class SandboxUnavailable(RuntimeError):
@@ -51,10 +61,12 @@ def runtime_paths() -> list[str]:
 
 
 class Server:
-    def __init__(self, cfg: dict) -> None:
-        # Empty environment: secrets of the trainer never reach the server's environ block.
+    def __init__(self, cfg: dict, lease_fd: int | None = None) -> None:
+        # Empty environment: secrets of the trainer never reach the server's environ block. The server
+        # inherits the lease's locked fd: the lease is held until the server itself is gone.
         self.proc = subprocess.Popen([os.path.realpath(sys.executable), "-I", "-S", _SERVER], env={},
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
+                                     pass_fds=() if lease_fd is None else (lease_fd,),
                                      start_new_session=True, cwd="/")
         self._send(cfg)
         hello = self._recv()
@@ -64,21 +76,44 @@ class Server:
         self.landlock = hello.get("landlock")  # None, or {"abi", "handled_fs", "scoped", ...}
         self.landlock_error = hello.get("landlock_error")
         self.direct = hello.get("direct", False)  # one fork per execution (root, tier namespaces)
+        self.cgroup = hello.get("cgroup")  # None, or the cgroup version in force for every run
+        self.cgroup_error = hello.get("cgroup_error")
 
-    def _send(self, obj) -> None:
-        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    def _send(self, obj: dict) -> None:
+        """A pickled header, then the blobs (program, tests, stdin, binary) raw: the server splices them
+        into memfds and never holds them in its memory (see sandbox_server)."""
+        blobs = []
+        for name in BLOBS:
+            v = obj.get(name)
+            if v:
+                blobs.append((name, v.encode("utf-8", "surrogatepass") if isinstance(v, str) else bytes(v)))
+        head = {k: v for k, v in obj.items() if k not in BLOBS}
+        head["blobs"] = [(name, len(data)) for name, data in blobs]
+        data = pickle.dumps(head, protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            self.proc.stdin.write(struct.pack("!I", len(data)) + data)
+            self.proc.stdin.write(b"".join([struct.pack("!I", len(data)), data, *(d for _, d in blobs)]))
             self.proc.stdin.flush()
         except (BrokenPipeError, ValueError) as e:
             raise ServerDied(str(e)) from e
 
-    def _recv(self):
-        head = self.proc.stdout.read(4)
-        if len(head) < 4:
+    def _read(self, n: int) -> bytes:
+        data = self.proc.stdout.read(n)
+        if len(data) < n:
             raise ServerDied("fork server closed its pipe")
-        (n,) = struct.unpack("!I", head)
-        return pickle.loads(self.proc.stdout.read(n))  # the server is trusted code (root, no user input runs in it)
+        return data
+
+    def _recv(self) -> dict:
+        (n,) = struct.unpack("!I", self._read(4))
+        head = pickle.loads(self._read(n))  # the server is trusted code (root, no user input runs in it)
+        sizes = head.pop("blobs", [])
+        names = head.pop("names", []) + (head["peer"].pop("names", []) if "peer" in head else [])
+        for name, size in zip(names, sizes):
+            data = self._read(size)
+            if name.startswith("peer_"):
+                head["peer"][name[5:]] = data
+            else:
+                head[name] = data
+        return head
 
     def execute(self, req: dict) -> dict:
         if not req.get("trace"):
@@ -103,29 +138,60 @@ class Server:
             self.proc.wait()
 
 
-def _config(tier: str, slot: int) -> dict:
+def _config(tier: str, lease: int) -> dict:
     root = os.geteuid() == 0
-    return {"tier": tier, "seccomp": os.uname().machine == "x86_64", "uid": BASE_UID + slot if root else None,
-            "ro_paths": runtime_paths(), "landlock": tier != "none"}
+    return {"tier": tier, "seccomp": os.uname().machine == "x86_64", "uid": slot_uids(lease)[0] if root else None,
+            "ro_paths": runtime_paths(), "landlock": tier != "none",
+            "cgroup": f"rl_reason-sandbox.{_lease_domain()}.{lease}"
+            if root and os.environ.get("RL_REASON_SANDBOX_CGROUPS") != "0" else None}
+
+
+@functools.lru_cache(maxsize=1)
+def _lease_domain() -> str:
+    """Leases are unique within one lease directory; so are cgroup names made from them (a server purges
+    stale runs under its name at start, which must never be another live pool's)."""
+    import zlib
+
+    return f"{zlib.crc32(os.path.realpath(sandbox_lease.lease_dir()).encode()):08x}"
 
 
 class Pool:
-    """``slots`` fork servers at the strongest tier that works here; ``execute`` blocks until one is free."""
+    """``slots`` fork servers at the strongest tier that works here; ``execute`` blocks until one is free.
+
+    Each server holds a machine-wide lease (``sandbox_lease``): its index names the server's uids and
+    cgroups, so pools in other processes on this machine never touch its programs, and the number of
+    leases bounds the servers of all pools together (a pool gets fewer slots, at least one, when they
+    are short)."""
 
     def __init__(self, slots: int | None = None, min_tier: str = "namespaces", max_tier: str = "namespaces") -> None:
         if min_tier not in TIERS or max_tier not in TIERS:
             raise ValueError(f"min_tier must be one of {TIERS}, got {min_tier!r}")
-        self.slots = max(1, slots or _cores())
+        self._all: list[Server] = []
+        self._closed = True
+        try:
+            self.leases = sandbox_lease.acquire(max(1, slots or share()),
+                                                float(os.environ.get("RL_REASON_SANDBOX_LEASE_TIMEOUT", "300")))
+        except (OSError, TimeoutError) as e:
+            raise SandboxUnavailable(str(e)) from None
+        self.slots = len(self.leases)
+        try:
+            self._start(min_tier, max_tier)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, min_tier: str, max_tier: str) -> None:
         self.tier = None
         errors = []
         first = None
+        lease0 = self.leases[0]
         for tier in reversed(TIERS):
             if TIERS.index(tier) > TIERS.index(max_tier):
                 continue
             if TIERS.index(tier) < TIERS.index(min_tier):
                 break
             try:
-                first = Server(_config(tier, 0))
+                first = Server(_config(tier, lease0.index), lease0.fd)
                 self.tier = tier
                 break
             except (SandboxUnavailable, ServerDied) as e:
@@ -138,17 +204,22 @@ class Pool:
                 "=none (not even Landlock: the whole filesystem is readable by the programs)")
         self.landlock = first.landlock
         self.landlock_abi = first.landlock["abi"] if first.landlock else 0
+        self.cgroup = first.cgroup
+        self.cgroup_error = first.cgroup_error
         if self.tier == "rlimits" and not (first.landlock or {}).get("signal_scoping") and os.geteuid() != 0:
             import warnings
 
             warnings.warn(f"sandbox tier rlimits with Landlock ABI {self.landlock_abi} < 6: sandboxed programs run "
                           "as your uid and can signal your processes (signal scoping needs Linux >= 6.12)",
-                          RuntimeWarning, stacklevel=2)
+                          RuntimeWarning, stacklevel=3)
         self._free: queue.Queue = queue.Queue()
-        self._lock = threading.Lock()
-        self._all = [first] + [Server(_config(self.tier, i)) for i in range(1, self.slots)]
-        for i, s in enumerate(self._all):
-            s.slot = i
+        first.lease = lease0
+        self._all = [first]
+        for lease in self.leases[1:]:
+            s = Server(_config(self.tier, lease.index), lease.fd)
+            s.lease = lease
+            self._all.append(s)
+        for s in self._all:
             self._free.put(s)
         self._closed = False
 
@@ -166,8 +237,9 @@ class Pool:
         except (ServerDied, OSError, EOFError, pickle.UnpicklingError):
             server.close()
             try:
-                fresh = Server(_config(self.tier, server.slot))
-                fresh.slot = server.slot
+                fresh = Server(_config(self.tier, server.lease.index), server.lease.fd)
+                fresh.lease = server.lease
+                self._all[self._all.index(server)] = fresh
                 server = fresh
             except Exception:
                 pass
@@ -179,10 +251,5 @@ class Pool:
         self._closed = True
         for s in self._all:
             s.close()
-        while not self._free.empty():
-            self._free.get_nowait().close()
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+        for lease in getattr(self, "leases", []):
+            lease.release()

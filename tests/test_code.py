@@ -156,8 +156,9 @@ def test_functional_and_class_solution_fresh_instance():
 def test_always_equal_and_harness_monkeypatching_fail():
     always = "class E:\n    def __eq__(self, o): return True\n    __hash__ = object.__hash__\ndef f():\n    return E()"
     assert code.run_tests(always, {"type": "functional", "fn_name": "f", "cases": [{"args": [], "expected": 5}]}).verdicts == ["RE"]
-    subclass = "class I(int):\n    def __eq__(self, o): return True\ndef f():\n    return I(3)"
-    assert code.run_tests(subclass, {"type": "functional", "fn_name": "f", "cases": [{"args": [], "expected": 5}]}).verdicts == ["RE"]
+    subclass = "class I(int):\n    def __eq__(self, o): return True\ndef f():\n    return I(3)"  # travels as int 3
+    assert code.run_tests(subclass, {"type": "functional", "fn_name": "f", "cases": [{"args": [], "expected": 5}]}).verdicts == ["WA"]
+    assert code.run_tests(subclass, {"type": "functional", "fn_name": "f", "cases": [{"args": [], "expected": 3}]}).verdicts == ["AC"]
     patch = """
     import json, builtins, unittest
     json.dumps = lambda *a, **k: '5'

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from rewards import code
-from rewards.sandbox_pool import BASE_UID
+from rewards.sandbox_pool import slot_uids
 
 pytestmark = pytest.mark.skipif(os.uname().machine != "x86_64", reason="seccomp filter is x86_64-only")
 
@@ -28,7 +28,9 @@ def run(src: str, stdin: str = "", expect: str = "OK", **lim) -> code.RunResult:
 
 
 def sandbox_procs() -> list[int]:
-    """Host pids running as one of the slot uids (user code)."""
+    """Host pids running as one of this pool's uids (its programs and tests; other pools on the machine
+    have their own uids)."""
+    uids = {u for s in code._get_pool()._all for u in slot_uids(s.lease.index)}
     out = []
     for p in Path("/proc").iterdir():
         if p.name.isdigit():
@@ -36,7 +38,7 @@ def sandbox_procs() -> list[int]:
                 uid = p.stat().st_uid
             except OSError:
                 continue
-            if BASE_UID <= uid < BASE_UID + 256:
+            if uid in uids:
                 out.append(int(p.name))
     return out
 
