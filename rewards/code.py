@@ -209,8 +209,8 @@ def _check_spec(tests, language: str) -> dict:
     if tol is not None and (not isinstance(tol, (int, float)) or isinstance(tol, bool) or not tol >= 0):
         raise InvalidTests(f"tests['float_tol']: expected a number >= 0, got {tol!r}")
     if kind == "assert":
-        if not isinstance(tests.get("code"), str):
-            raise InvalidTests("tests['code']: the assert test code (a string) is missing")
+        if not isinstance(tests.get("code"), str) or not tests["code"].strip():
+            raise InvalidTests("tests['code']: the assert test code is missing or empty (nothing would be checked)")
         entry = tests.get("entry_point")
         if entry is not None and (not isinstance(entry, str) or not _ENTRY_POINT.match(entry)):
             raise InvalidTests(f"tests['entry_point']: {entry!r} is not a name like 'f' or 'Solution().f'")

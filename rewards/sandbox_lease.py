@@ -62,7 +62,7 @@ def _try(directory: str, k: int) -> Lease | None:
     return Lease(k, fd)
 
 
-def acquire(n: int, timeout: float = 300.0, exclude: tuple[int, ...] = ()) -> list[Lease]:
+def acquire(n: int, timeout: float = 300.0) -> list[Lease]:
     """Up to ``n`` free leases, at least one: waits up to ``timeout`` seconds while every lease is taken."""
     directory, cap = lease_dir(), max_servers()
     deadline = time.monotonic() + timeout
@@ -70,8 +70,6 @@ def acquire(n: int, timeout: float = 300.0, exclude: tuple[int, ...] = ()) -> li
     while True:
         got = []
         for k in range(cap):
-            if k in exclude:
-                continue
             lease = _try(directory, k)
             if lease is not None:
                 got.append(lease)

@@ -29,8 +29,6 @@ def slot_uids(lease: int) -> tuple[int, int]:
     return BASE_UID + 2 * lease, BASE_UID + 2 * lease + 1
 
 
-
-
 class SandboxUnavailable(RuntimeError):
     """The machine cannot provide the configured minimum isolation tier."""
 
@@ -85,7 +83,7 @@ class Server:
         blobs = []
         for name in BLOBS:
             v = obj.get(name)
-            if v:
+            if v is not None:
                 blobs.append((name, v.encode("utf-8", "surrogatepass") if isinstance(v, str) else bytes(v)))
         head = {k: v for k, v in obj.items() if k not in BLOBS}
         head["blobs"] = [(name, len(data)) for name, data in blobs]

@@ -22,7 +22,7 @@ PLOTS = [
     ("No learning signal", ["health/zero_variance_groups", "frac_reward_zero_std", "health/truncated_rate"]),
     ("Step time split (s)", ["time/step", "time/generation", "time/reward", "time/scoring", "time/update"]),
     ("Throughput (per s)", ["throughput/tokens_per_s", "reward_pool/checks_per_s"]),
-    ("Verifier trouble (count per step)", ["math/timeouts", "math/unparseable_gold", "math/no_answer", "code/TLE", "code/sandbox_error"]),
+    ("Verifier trouble (count per step)", ["math/timeouts", "math/unparseable_gold", "math/no_answer", "code/TLE", "code/sandbox_error", "code/invalid_tests"]),
 ]
 
 

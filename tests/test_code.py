@@ -285,3 +285,107 @@ def test_shutdown_leaves_no_processes():
     for pid in pids:
         assert not os.path.exists(f"/proc/{pid}") or "zombie" in Path(f"/proc/{pid}/status").read_text()
     assert code.run_tests("print(1)", {"type": "stdio", "cases": [{"input": "", "output": "1"}]}).passed == 1
+
+
+# ---- functional results: every value is a verdict, none is a crash ---------------------------------
+def functional(src: str, expected, **kw) -> code.RunResult:
+    r = code.run_tests(textwrap.dedent(src), {"type": "functional", "fn_name": "f",
+                                              "cases": [{"args": [], "expected": expected}]}, **kw)
+    assert r.status == "ok", r
+    return r
+
+
+FUNCTIONAL_VALUES = [
+    ("10**400", 1.5, None, "WA"),          # int too large for a float: OverflowError in a naive compare
+    ("10**400", 1.5, 1e-6, "WA"),
+    ("10**400", 10**400, None, "AC"),
+    ("2**20000 + 1", 2**20000 + 1, None, "AC"),  # beyond the 4300-digit str/json limit
+    ("2**20000", 2**20000 + 1, None, "WA"),
+    ("-(2**20000)", -(2**20000), None, "AC"),
+    ("float('nan')", 1.0, 1e-6, "WA"),
+    ("float('inf')", 1e308, 1e-6, "WA"),
+    ("{1: 'a', 2: 'b'}", {"1": "a", "2": "b"}, None, "AC"),  # JSON expected values have string keys
+    ("{1: 'a'}", {"1": "b"}, None, "WA"),
+    ("(1, [2, (3,)])", [1, [2, [3]]], None, "AC"),         # JSON has no tuples
+    ("[1, 2]", [1, 2, 3], None, "WA"),
+    ("{1, 2}", [1, 2], None, "WA"),                         # a set is not a list
+    ("range(3)", [0, 1, 2], None, "WA"),
+    ("(x for x in range(3))", [0, 1, 2], None, "WA"),
+    ("True", 1, None, "WA"),
+    ("1", True, None, "WA"),
+    ("0.1 + 0.2", 0.3, None, "WA"),
+    ("0.1 + 0.2", 0.3, 1e-9, "AC"),
+    ("'x' * 100000", "x" * 100000, None, "AC"),
+    ("b'\\xff'", "\xff", None, "WA"),
+    ("__import__('fractions').Fraction(1, 2)", 0.5, None, "AC"),
+    ("__import__('decimal').Decimal('0.1')", 0.1, None, "WA"),  # exact decimal 0.1 is not the float 0.1
+]
+
+
+@pytest.mark.parametrize("ret,expected,tol,verdict", FUNCTIONAL_VALUES,
+                         ids=[f"{r}-{v}-{t}" for r, _, t, v in FUNCTIONAL_VALUES])
+def test_functional_values_never_crash(ret, expected, tol, verdict):
+    tests = {"type": "functional", "fn_name": "f", "float_tol": tol, "cases": [{"args": [], "expected": expected}]}
+    r = code.run_tests(f"def f():\n    return {ret}", tests)
+    assert (r.status, r.verdicts) == ("ok", [verdict]), r
+
+
+def test_functional_objects_that_are_not_data_fail_cleanly():
+    for src in ("class A:\n    pass\ndef f():\n    return A()", "def f():\n    return f",
+                "def f():\n    x = []\n    x.append(x)\n    return x",
+                "def f():\n    x = [0]\n    for _ in range(100000):\n        x = [x]\n    return x"):
+        r = functional(src, 5)
+        assert r.verdicts[0] in ("RE", "WA") and r.passed == 0, r
+
+
+def test_stdout_of_any_bytes_is_a_verdict():
+    for out in ("b'\\x00' * 100", "bytes(range(256)) * 1000", "b'9' * 5000 + b' x'", "b'1e99999'", "b'-0'"):
+        r = code.run_tests(f"import sys\nsys.stdout.buffer.write({out})", {"type": "stdio", "float_tol": 1e-6,
+                                                                          "cases": [{"input": "", "output": "1"}]})
+        assert r.status == "ok" and r.verdicts == ["WA"], (out, r)
+
+
+# ---- bad specs: one line naming the field, never an exception out of the reward -------------------
+@pytest.mark.parametrize("tests,field", [
+    ({"type": "unit"}, "type"),
+    ({"cases": []}, "type"),
+    ({"type": "stdio"}, "cases"),
+    ({"type": "stdio", "cases": [{"input": "1"}]}, "cases"),
+    ({"type": "stdio", "cases": [{"input": 1, "output": "1"}]}, "cases"),
+    ({"type": "functional", "cases": [{"expected": 1}]}, "fn_name"),
+    ({"type": "functional", "fn_name": "f", "cases": [{"args": 3, "expected": 1}]}, "cases"),
+    ({"type": "stdio", "float_tol": "x", "cases": []}, "float_tol"),
+    ("{not json", "tests"),
+    (["a", "list"], "tests"),
+])
+def test_bad_specs_name_the_field(tests, field):
+    r = code.run_tests("print(1)", tests)
+    assert r.status == "invalid_tests" and r.passed == 0 and field in r.error and "\n" not in r.error, r
+
+
+def test_code_reward_never_raises_and_scores_bad_rows_none(recwarn):
+    good = {"type": "stdio", "cases": [{"input": "", "output": "1"}]}
+    out = code.code_reward(["p"] * 4, ["```python\nprint(1)\n```"] * 4,
+                           tests=[good, {"type": "bogus"}, "{broken json", {"type": "functional", "fn_name": "f",
+                                                                              "cases": [{"expected": 1.5}]}])
+    assert out[:3] == [1.0, None, None]
+    assert out[3] == 0.0  # no function f: the program's failure, a verdict
+    assert any("type" in str(w.message) for w in recwarn.list)
+
+
+def test_tracebacks_show_nothing_of_the_host():
+    here = str(Path(__file__).resolve().parents[1])
+    for src in ("import json\njson.loads('{')", "from json import nope", "def f():\n    return 1 / 0\nf()",
+                "import threading\nt = threading.Thread(target=lambda: 1 / 0)\nt.start(); t.join()\nprint(1)"):
+        r = code.run_tests(src, {"type": "stdio", "cases": [{"input": "", "output": "2"}]})
+        assert "solution.py" in r.stderr or "Error" in r.stderr, r
+        for host in (here, "/root", "/home", "site-packages", "/work", "/tmp", "python3.11/"):
+            assert host not in r.stderr, (host, r.stderr)
+
+
+def test_empty_program_is_a_verdict_and_empty_tests_are_invalid():
+    assert code.run_tests("", {"type": "stdio", "cases": [{"input": "", "output": "1"}]}).verdicts == ["WA"]
+    r = code.run_tests("", ASSERT_TESTS)
+    assert r.status == "ok" and r.verdicts == ["RE"] and "add" in r.stderr, r
+    r = code.run_tests("def add(a, b):\n    return 0", {"type": "assert", "code": " \n", "entry_point": "add"})
+    assert r.status == "invalid_tests" and "code" in r.error, r

@@ -28,17 +28,20 @@ def run(src: str, stdin: str = "", expect: str = "OK", **lim) -> code.RunResult:
 
 
 def sandbox_procs() -> list[int]:
-    """Host pids running as one of this pool's uids (its programs and tests; other pools on the machine
-    have their own uids)."""
-    uids = {u for s in code._get_pool()._all for u in slot_uids(s.lease.index)}
+    """Host pids running as one of this pool's uids: its programs (other pools on the machine have their
+    own uids); the slots' judges, long-lived children of the servers, are not leftovers."""
+    pool = code._get_pool()
+    uids = {u for s in pool._all for u in slot_uids(s.lease.index)}
+    servers = {str(s.proc.pid) for s in pool._all}
     out = []
     for p in Path("/proc").iterdir():
         if p.name.isdigit():
             try:
                 uid = p.stat().st_uid
-            except OSError:
+                ppid = (p / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            except (OSError, IndexError):
                 continue
-            if uid in uids:
+            if uid in uids and ppid not in servers:
                 out.append(int(p.name))
     return out
 
@@ -407,3 +410,43 @@ def test_rlimits_tier_contains_the_basics(monkeypatch):
         assert run("import os, time\nif os.fork() == 0:\n    os.setsid(); time.sleep(1000)\nprint('OK')").verdicts == ["AC"]
     finally:
         pool.close()
+
+
+# ---- nothing of a run stays where the next program starts from ------------------------------------
+def _process_memory(pid: int) -> bytes:
+    """Every readable private mapping of a process (as root, from the host)."""
+    chunks = []
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            addr, perms, _, _, inode, *rest = line.split()
+            if not perms.startswith("r") or inode != "0" or (rest and rest[0] in ("[vvar]", "[vsyscall]")):
+                continue
+            lo, hi = (int(x, 16) for x in addr.split("-"))
+            try:
+                mem.seek(lo)
+                chunks.append(mem.read(hi - lo))
+            except OSError:
+                pass
+    return b"".join(chunks)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="reads the fork servers' memory through /proc (root)")
+def test_fork_servers_hold_no_program_tests_input_or_output():
+    """Every sandboxed program starts as a copy of its fork server: a program could scan its inherited
+    memory, freed parts included, for what earlier runs brought (the tests of its own problem, judged a
+    moment ago for a sibling sample; a sibling's source or output). The servers never read any of it."""
+    marks = {k: f"{k}-{os.urandom(8).hex()}" for k in ("source", "tests", "stdin", "stdout", "stderr")}
+    src = (f"import sys\n# {marks['source']}\ndef add(a, b):\n    return a + b\n"
+           f"if __name__ == '__main__':\n    sys.stdin.read(); print({marks['stdout']!r}); print({marks['stderr']!r}, file=sys.stderr)\n")
+    tests = {"type": "assert", "entry_point": "add",
+             "code": f"def check(candidate):\n    assert candidate(2, 3) == 5, {marks['tests']!r}\n"}
+    stdio_tests = {"type": "stdio", "cases": [{"input": marks["stdin"], "output": marks["stdout"]}]}
+    for _ in range(2 * code._get_pool().slots):
+        assert code.run_tests(src, tests).passed == 1
+        assert code.run_tests(src, stdio_tests).passed == 1
+    for server in code._get_pool()._all:
+        memory = _process_memory(server.proc.pid)
+        assert len(memory) > 1 << 20  # the probe reads real memory
+        assert b"def add(a, b)" not in memory
+        found = [k for k, m in marks.items() if m.encode() in memory]
+        assert found == [], f"the fork server's memory holds {found}"
