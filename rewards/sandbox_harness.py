@@ -20,6 +20,7 @@ import json
 import linecache
 import os
 import re
+import symtable
 import sys
 import traceback
 import types
@@ -225,28 +226,37 @@ def _compile_tests(text: str):
     if hit is not None:
         return hit
     try:
-        tree = ast.parse(text, "tests.py")
-        tcode = compile(tree, "tests.py", "exec")
+        tcode = compile(text, "tests.py", "exec")
+        free = _free_names(symtable.symtable(text, "tests.py", "exec"))
     except (SyntaxError, ValueError, MemoryError, RecursionError) as e:
         raise _Done("bad_test", f"tests.code does not compile: {type(e).__name__}: {e}") from None
-    loads, modlike, bound = set(), set(), set()
-    for n in ast.walk(tree):
-        if isinstance(n, ast.Name):
-            (loads if isinstance(n.ctx, ast.Load) else bound).add(n.id)
-        elif isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name):
-            modlike.add(n.value.id)
-        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            bound.add(n.name)
-        elif isinstance(n, ast.arg):
-            bound.add(n.arg)
-        elif isinstance(n, (ast.Import, ast.ImportFrom)):
-            bound.update((a.asname or a.name).split(".")[0] for a in n.names)
-    # (a name the test code binds somewhere is its own: HumanEval's check() locals, imports inside check)
-    free = frozenset(loads - bound - set(vars(builtins)) - {"candidate"})
+    modlike = frozenset()
+    if free:  # (rare: only then is the slower AST walk worth it)
+        modlike = frozenset(n.value.id for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Attribute)
+                            and isinstance(n.value, ast.Name))
     if len(_compiled) >= 64:
         _compiled.pop(next(iter(_compiled)))
-    hit = _compiled[text] = (tcode, free, frozenset(modlike), _calls_check(tree))
+    hit = _compiled[text] = (tcode, free, modlike, bool(_CALLS_CHECK.search(text)))
     return hit
+
+
+_CALLS_CHECK = re.compile(r"^check\s*\(", re.M)  # MultiPL-E style: the test code calls check(...) itself
+
+
+def _free_names(top) -> frozenset:
+    """Names the test code uses and binds nowhere (a name bound somewhere is its own: HumanEval's check()
+    locals, imports inside check), builtins and ``candidate`` left out."""
+    used, bound, todo = set(), set(), [top]
+    while todo:
+        table = todo.pop()
+        for sym in table.get_symbols():
+            name = sym.get_name()
+            if sym.is_assigned() or sym.is_imported() or sym.is_parameter() or sym.is_namespace():
+                bound.add(name)
+            elif sym.is_referenced() and (sym.is_global() or table is top):
+                used.add(name)
+        todo += table.get_children()
+    return frozenset(used - bound - set(vars(builtins)) - {"candidate"})
 
 
 def _tests(req: dict, ep) -> None:
@@ -301,12 +311,6 @@ def _tests(req: dict, ep) -> None:
 
 def _last_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {rpc._describe(e)}"
-
-
-def _calls_check(tree) -> bool:
-    """The test code calls ``check(...)`` itself at top level (MultiPL-E style): do not call it twice."""
-    return any(isinstance(st, ast.Expr) and isinstance(st.value, ast.Call) and isinstance(st.value.func, ast.Name)
-               and st.value.func.id == "check" for st in tree.body)
 
 
 def _resolve_names(free: frozenset, modlike: frozenset, source: str, entry_expr, ns: dict) -> list:

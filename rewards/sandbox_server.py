@@ -67,7 +67,7 @@ sandbox_cgroup = _load("sandbox_cgroup")
 # its path is world-traversable in the private root); tier rlimits keeps the long list (see main()).
 import array, bisect, collections, copy, decimal, fractions, functools, heapq, itertools  # noqa: E401,E402,F401
 import json, math, operator, random, re, string, traceback, typing, io, enum, abc, contextlib  # noqa: E401,E402,F401
-import numbers, select, ctypes, fcntl, importlib, ast, linecache, cmath  # noqa: E401,E402,F401
+import numbers, select, ctypes, fcntl, importlib, ast, symtable, linecache, cmath  # noqa: E401,E402,F401
 import pickle as _pickle, struct as _struct, time as _time  # noqa: E401,E402,F401
 RLIMITS_TIER_EXTRA = ("threading", "dataclasses", "datetime", "queue", "statistics", "unittest", "subprocess", "hashlib",
                       "textwrap", "socket", "mmap", "multiprocessing", "multiprocessing.pool", "concurrent.futures",
@@ -308,7 +308,8 @@ def _judge_main(server: "Server", sock) -> None:
     os.environ.update(_sandbox_env("/", "/"))
     sys.set_int_max_str_digits(0)
     sys.argv = ["tests.py"]
-    clean = {"stdout": open(1, "w", closefd=False), "stderr": open(2, "w", closefd=False),
+    clean = {"stdout": open(1, "w", encoding="utf-8", closefd=False),
+             "stderr": open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False), "null": 0,
              "builtins": dict(builtins.__dict__), "path": list(sys.path), "recursion": sys.getrecursionlimit()}
     sys.stdout, sys.stderr = clean["stdout"], clean["stderr"]
     while True:
@@ -342,11 +343,14 @@ def _judge_one(head: dict, fds: list, clean: dict) -> dict:
     req = {"limits": lim, "entry_point": head.get("entry_point"),
            "test_code": _read_all(test_code, 1 << 62, pread=True).decode("utf-8", "replace"),
            "source": _read_all(source, 1 << 62, pread=True).decode("utf-8", "replace")}
-    resource.setrlimit(resource.RLIMIT_FSIZE, (lim["output_bytes"], resource.RLIM_INFINITY))
-    resource.setrlimit(resource.RLIMIT_AS, (2 * (lim["memory_mb"] << 20), resource.RLIM_INFINITY))
+    limits = (lim["output_bytes"], 2 * (lim["memory_mb"] << 20))
+    if clean.get("limits") != limits:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits[0], resource.RLIM_INFINITY))
+        resource.setrlimit(resource.RLIMIT_AS, (limits[1], resource.RLIM_INFINITY))
+        clean["limits"] = limits
     random.seed()
-    sys.stdout = open(out, "w", encoding="utf-8", closefd=False)
-    sys.stderr = open(err, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+    os.dup2(out, 1)  # under the judge's own stdio objects, which stay (and are flushed after)
+    os.dup2(err, 2)
     timed_out = []
 
     def on_alarm(signum, frame):
@@ -365,12 +369,14 @@ def _judge_one(head: dict, fds: list, clean: dict) -> dict:
         for fd in (c2t_r, t2c_w):  # the program sees EOF and exits now
             os.close(fd)
             fds.remove(fd)
+        sys.stdout, sys.stderr = clean["stdout"], clean["stderr"]
         for f in (sys.stdout, sys.stderr):
             try:
                 f.flush()
             except BaseException:  # past the output cap
                 pass
-        sys.stdout, sys.stderr = clean["stdout"], clean["stderr"]
+        os.dup2(clean["null"], 1)
+        os.dup2(clean["null"], 2)
         builtins.__dict__.clear()
         builtins.__dict__.update(clean["builtins"])
         sys.path[:] = clean["path"]
@@ -403,6 +409,7 @@ class Server:
         self._cg_done: list = []  # runs to remove after the reply
         self._cg_limits = None  # the last run's cgroup limits: the next run's cgroup is made ahead with them
         self.judge = None  # the process that runs assert tests, started on the first assert request
+        self._null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)  # stdin of a program given none
         # Direct mode (real root, tier namespaces): one fork per execution instead of two. The server
         # unshares only CLONE_NEWPID (which affects its children, not itself), forks B as pid 1 of the new
         # pid namespace, and setns()es its pid_for_children back; B unshares the other namespaces itself and
@@ -504,8 +511,10 @@ class Server:
             return mine[-1]
 
         def io(stdin=None):
-            d = {n: memfd(n) for n in ("stdout", "stderr", "ack", "meta")}
-            d["stdin"] = stdin if stdin is not None else memfd("stdin")
+            d = {n: memfd(n) for n in ("stdout", "stderr", "ack")}
+            if not self.direct:
+                d["meta"] = memfd("meta")  # where A reports B's end
+            d["stdin"] = stdin if stdin is not None else self._null
             return d
 
         if "stdin" in blobs:
