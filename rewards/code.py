@@ -5,14 +5,17 @@ Public API
 ``run_tests(source, tests, language="python", **limits) -> RunResult``
     ``tests`` is ``{"type": "stdio", "cases": [{"input", "output"}]}``,
     ``{"type": "functional", "fn_name", "cases": [{"args", "kwargs", "expected"}]}`` or
-    ``{"type": "assert", "code", "entry_point"}`` (HumanEval/MBPP: ``check(candidate)`` must return).
+    ``{"type": "assert", "code", "entry_point"?}`` (HumanEval ``check(candidate)`` or MBPP-style plain
+    asserts; the tests run in a judge process the program cannot reach, see docs/sandbox.md).
     Optional keys: ``float_tol`` (tolerance for float tokens; off by default).
-    Limits (keywords): ``cpu_s`` (CPU seconds per test, integer granularity), ``wall_s`` (backstop),
-    ``memory_mb`` (address space), ``stack_mb``, ``output_bytes``, ``nofile``, ``nproc``, ``tmpfs_mb``,
-    ``stop_on_first_failure`` (default True).
+    Limits (keywords): ``cpu_s`` (CPU seconds, integer granularity; the whole process tree's with cgroups),
+    ``wall_s`` (backstop), ``memory_mb`` (the tree's memory), ``stack_mb``, ``output_bytes``, ``nofile``,
+    ``nproc``, ``tmpfs_mb``, ``stop_on_first_failure`` (default True). Never raises for anything a program
+    does; ``status`` is "ok", "invalid_tests" (the spec is unusable: ``error`` names the field) or
+    "sandbox_error" (ours, not the program's).
 ``code_reward(prompts, completions, tests=None, **kwargs) -> list[float | None]``
-    TRL reward: pass fraction of the last fenced code block; ``None`` for a row without tests or a
-    sandbox failure. ``make_code_reward(all_or_nothing=True)`` gives 1.0/0.0 instead.
+    TRL reward: pass fraction of the last fenced code block; ``None`` for a row without tests, with unusable
+    tests, or on a sandbox failure. ``make_code_reward(all_or_nothing=True)`` gives 1.0/0.0 instead.
 
 Isolation and speed: see docs/sandbox.md. The pool of fork servers starts on first use and stops
 at interpreter exit. Tier floor: ``RL_REASON_SANDBOX_MIN_TIER`` (default ``namespaces``).
