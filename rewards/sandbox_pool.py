@@ -11,7 +11,6 @@ import struct
 import subprocess
 import sys
 import sysconfig
-import threading
 import time
 
 from rewards import sandbox_lease

@@ -32,7 +32,6 @@ import fractions
 import json
 import os
 import struct
-import types
 
 MAX_DEPTH = 200
 _BIG_BITS = 4096

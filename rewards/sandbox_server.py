@@ -1,6 +1,8 @@
 """The fork server ("zygote"): one per slot, started with an empty environment as
 ``python -I -S sandbox_server.py``. It builds a read-only minimal root once, then forks one
-sandboxed child per test. Speaks length-prefixed pickles on stdin/stdout with the trusted parent.
+sandboxed child per test. With the trusted parent it speaks a pickled header followed by raw blobs
+(program, tests, stdin, outputs) that it splices between its pipe and memfds without reading them: the
+server is the image every program starts from, so no run's data may ever be in its memory.
 
 Per execution (tier ``namespaces``), as real root ("direct", one fork)::
 
@@ -14,14 +16,18 @@ and in a user namespace (no setns back into our pid namespace; two forks)::
 
 then, both ways::
 
-    B: fresh tmpfs /sandbox (cwd, /tmp and /dev/shm point into it) → setsid → stdio memfds →
-       Landlock (if the kernel has it) → close other fds → rlimits → drop to the slot uid →
-       no-new-privs + seccomp → ack → user code.   B exits ⇒ the pid namespace dies.
+    B: joins the run's cgroups → fresh tmpfs /sandbox (cwd, /tmp and /dev/shm point into it) → setsid →
+       stdio memfds → Landlock (if the kernel has it) → close other fds → rlimits → drop to the lease's
+       uid → no-new-privs + seccomp → ack → user code.   B exits ⇒ the pid namespace dies.
+
+Assert tests: B runs the program and serves calls; the tests run in the slot's ``Judge`` (a process
+forked once and sandboxed for good), which gets each run's test code and pipe ends over a socketpair.
 
 Tier ``rlimits`` (no namespaces): same minus namespaces/new root; Landlock is required there (read/
 execute on the runtime only, read/write on a per-exec 0700 dir, signal and abstract-socket scoping);
-afterwards a kill of every process of the slot uid (root) or of B's process group. Tier ``none`` is
-``rlimits`` without Landlock (a kernel without it; only with ``RL_REASON_SANDBOX_MIN_TIER=none``).
+afterwards a kill of every process of the lease's uid (root) or of B's process group, and of the run's
+cgroup. Tier ``none`` is ``rlimits`` without Landlock (a kernel without it; only with
+``RL_REASON_SANDBOX_MIN_TIER=none``).
 """
 
 from __future__ import annotations
@@ -67,7 +73,7 @@ sandbox_cgroup = _load("sandbox_cgroup")
 # its path is world-traversable in the private root); tier rlimits keeps the long list (see main()).
 import array, bisect, collections, copy, decimal, fractions, functools, heapq, itertools  # noqa: E401,E402,F401
 import json, math, operator, random, re, string, traceback, typing, io, enum, abc, contextlib  # noqa: E401,E402,F401
-import numbers, select, ctypes, fcntl, importlib, ast, symtable, linecache, cmath  # noqa: E401,E402,F401
+import numbers, ctypes, fcntl, importlib, ast, symtable, linecache, cmath  # noqa: E401,E402,F401
 import pickle as _pickle, struct as _struct, time as _time  # noqa: E401,E402,F401
 RLIMITS_TIER_EXTRA = ("threading", "dataclasses", "datetime", "queue", "statistics", "unittest", "subprocess", "hashlib",
                       "textwrap", "socket", "mmap", "multiprocessing", "multiprocessing.pool", "concurrent.futures",
@@ -176,8 +182,8 @@ class Child:
     While it runs: ``fd`` becomes readable when it is over, ``finish()`` collects its meta, ``stop()``
     kills it."""
 
-    def __init__(self, req: dict, fdmap: dict, uid, fds: dict, role: str) -> None:
-        self.req, self.fdmap, self.uid, self.fds, self.role = req, fdmap, uid, fds, role
+    def __init__(self, req: dict, fdmap: dict, uid, fds: dict) -> None:
+        self.req, self.fdmap, self.uid, self.fds = req, fdmap, uid, fds
         self.pipes = ()  # assert tests: every pipe fd of the execution (the candidate needs two of them)
         self.blobs = {}  # name -> memfd, read into this child's request before user code
         self.pid = self.fd = -1
@@ -214,10 +220,12 @@ class Child:
 class TestsJob:
     """Assert tests handed to the slot's judge process (see ``Judge``); waited for like a Child."""
 
-    role = "tests"
-
-    def __init__(self, judge: "Judge", fds: dict) -> None:
+    def __init__(self, judge: "Judge", fds: dict, head: dict, job_fds: list) -> None:
         self.judge, self.fds, self.fd, self.meta, self.done = judge, fds, judge.sock.fileno(), None, False
+        self.head, self.job_fds = head, job_fds
+
+    def submit(self) -> None:
+        self.judge.submit(self.head, self.job_fds)
 
     def finish(self, timed_out: bool) -> None:
         self.done = True
@@ -510,7 +518,7 @@ class Server:
             mine.append(os.memfd_create(name, flags))
             return mine[-1]
 
-        def io(stdin=None):
+        def stdio(stdin=None):
             d = {n: memfd(n) for n in ("stdout", "stderr", "ack")}
             if not self.direct:
                 d["meta"] = memfd("meta")  # where A reports B's end
@@ -520,12 +528,12 @@ class Server:
         if "stdin" in blobs:
             os.lseek(blobs["stdin"], 0, os.SEEK_SET)  # spliced in: the offset is at the end
         if req["mode"] != "assert":
-            f = io(blobs.get("stdin"))
+            f = stdio(blobs.get("stdin"))
             f["result"] = memfd("result")
             fdmap = {0: f["stdin"], 1: f["stdout"], 2: f["stderr"], 3: f["result"], 4: f["ack"]}
             if "exe" in blobs:
                 fdmap[5] = blobs["exe"]  # executed via execveat, never a path
-            kid = Child(req, fdmap, self.uid, f, "main")
+            kid = Child(req, fdmap, self.uid, f)
             kid.blobs = {k: v for k, v in blobs.items() if k == "source"}
             return [kid], mine
         if self.judge is not None and self.judge.jobs >= Judge.JOBS:
@@ -533,16 +541,16 @@ class Server:
         if self.judge is None:
             self.judge = Judge(self)
         t2c, c2t = os.pipe2(os.O_CLOEXEC), os.pipe2(os.O_CLOEXEC)
-        c = io()
+        c = stdio()
         cand = Child({**req, "mode": "candidate"}, {0: c["stdin"], 1: c["stdout"], 2: c["stderr"], 3: t2c[0],
-                                                     4: c["ack"], 5: c2t[1]}, self.uid, c, "candidate")
+                                                     4: c["ack"], 5: c2t[1]}, self.uid, c)
         cand.blobs = {"source": blobs["source"]}
         cand.pipes = (*t2c, *c2t)  # closed by _close_pipes once the judge has its ends too
         t = {n: memfd(n) for n in ("stdout", "stderr", "result")}
-        tests = TestsJob(self.judge, t)
-        tests.submit = lambda: self.judge.submit(
-            {"limits": req["limits"], "entry_point": req.get("entry_point"), "python_paths": req.get("python_paths", [])},
-            [blobs["test_code"], blobs["source"], c2t[0], t2c[1], t["stdout"], t["stderr"], t["result"]])
+        head = {"limits": req["limits"], "entry_point": req.get("entry_point"),
+                "python_paths": req.get("python_paths", [])}
+        tests = TestsJob(self.judge, t, head, [blobs["test_code"], blobs["source"], c2t[0], t2c[1], t["stdout"],
+                                               t["stderr"], t["result"]])
         return [cand, tests], mine
 
     def prepare(self) -> None:

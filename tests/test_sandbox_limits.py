@@ -226,6 +226,13 @@ print(json.dumps({{"uids": uids, "verdicts": t.judge_all(rounds=2)}}))
 def test_four_pools_in_four_processes_match_a_serial_run(tier, monkeypatch, tmp_path):
     """One pool per rank: hostile programs (kill -1 of their own uid, fork floods, memory hogs, spinners,
     daemons) and correct ones, at once in four processes; every verdict equals the serial run's."""
+    for k in ("RL_REASON_SANDBOX_MIN_TIER", "RL_REASON_SANDBOX_MAX_TIER"):
+        monkeypatch.setenv(k, tier)
+    code.shutdown()
+    # harmless probe first: signal 0 (nothing is delivered) from a program to this test process must fail
+    probe = f"import os\ntry:\n    os.kill({os.getpid()}, 0)\n    print('reached')\nexcept OSError:\n    print('OK')"
+    assert stdio(probe).verdicts == ["AC"]
+    code.shutdown()
     env = {**os.environ, "RL_REASON_SANDBOX_MIN_TIER": tier, "RL_REASON_SANDBOX_MAX_TIER": tier,
            "RL_REASON_SANDBOX_SLOTS": "2", "RL_REASON_SANDBOX_MAX_SERVERS": "32", "PYTHONPATH": str(ROOT)}
     procs = [subprocess.Popen([sys.executable, "-c", WORKER.format(root=str(ROOT), tests=str(ROOT / "tests"))], env=env, cwd=str(ROOT),
@@ -236,9 +243,6 @@ def test_four_pools_in_four_processes_match_a_serial_run(tier, monkeypatch, tmp_
     results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
     uids = [set(r["uids"]) for r in results]
     assert all(not (uids[i] & uids[j]) for i in range(4) for j in range(i + 1, 4)), uids  # own identities
-    for k in ("RL_REASON_SANDBOX_MIN_TIER", "RL_REASON_SANDBOX_MAX_TIER"):
-        monkeypatch.setenv(k, tier)
-    code.shutdown()
     try:
         serial = judge_all(rounds=1, workers=1)  # one program at a time, nothing else running
     finally:
