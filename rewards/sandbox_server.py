@@ -416,6 +416,7 @@ class Server:
                 self.cg_error = str(e)
         self._cg_done: list = []  # runs to remove after the reply
         self._cg_limits = None  # the last run's cgroup limits: the next run's cgroup is made ahead with them
+        self._reap_later: list = []  # killed candidates whose exit we collect after the reply
         self.judge = None  # the process that runs assert tests, started on the first assert request
         self._null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)  # stdin of a program given none
         # Direct mode (real root, tier namespaces): one fork per execution instead of two. The server
@@ -558,6 +559,10 @@ class Server:
         empty net/IPC/UTS namespaces for the next execution to inherit. Called after each reply is written,
         so this overlaps the trainer's turn-around; new namespaces, not copies: nothing of an earlier run is
         in them. The server itself uses no network, IPC objects or hostname."""
+        while self._reap_later:  # before the cgroups: a run's cgroup is removed once its tasks are gone
+            kid = self._reap_later.pop()
+            os.wait4(kid.pid, 0)
+            os.close(kid.fd)
         while self._cg_done:
             self._cg_done.pop().remove()
         if self.cg is not None and self._cg_limits is not None:
@@ -666,10 +671,16 @@ class Server:
                 if not kid.done:
                     kid.stop()
             for kid in kids:
-                if not kid.done and not isinstance(kid, TestsJob):
-                    kid.finish(timed_out)
-                elif not kid.done:  # a reply may still come: the judge cannot take the next job
+                if not kid.done and isinstance(kid, TestsJob):  # a reply may still come: no next job for it
                     self._drop_judge()
+                elif not kid.done and kid.direct and main.done and isinstance(main, TestsJob):
+                    # The tests are over and the candidate was alive until now: its status says nothing
+                    # more, so reap it after the reply (its teardown then overlaps our turn-around).
+                    kid.done, kid.meta = True, {"status": 0, "cpu": 0.0, "maxrss_kb": 0, "wall": 0.0,
+                                                "wall_timeout": False}
+                    self._reap_later.append(kid)
+                elif not kid.done:
+                    kid.finish(timed_out)
         if isinstance(main, TestsJob) and (main.meta is None or "error" in main.meta):
             self._drop_judge()  # broken: the next assert run starts a fresh one
             raise RuntimeError("the tests process failed: " + str((main.meta or {}).get("error", "no reply")))
