@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from rewards import sandbox_compare as cmp  # noqa: E402
+from rewards import sandbox_rpc  # noqa: E402
 from rewards.sandbox_pool import Pool, SandboxUnavailable, ServerDied, site_paths  # noqa: E402
 
 VERDICTS = ("AC", "WA", "TLE", "MLE", "OLE", "RE", "CE")
@@ -191,9 +192,6 @@ class InvalidTests(ValueError):
     """The test spec itself is unusable (a dataset problem, not the program's); names the field."""
 
 
-_ENTRY_POINT = re.compile(r"[A-Za-z_]\w*(\(\))?(\.[A-Za-z_]\w*(\(\))?)*\Z")
-
-
 def _check_spec(tests, language: str) -> dict:
     """The spec, or InvalidTests naming the field at fault."""
     if isinstance(tests, (str, bytes)):
@@ -215,7 +213,7 @@ def _check_spec(tests, language: str) -> dict:
         if not isinstance(tests.get("code"), str) or not tests["code"].strip():
             raise InvalidTests("tests['code']: the assert test code is missing or empty (nothing would be checked)")
         entry = tests.get("entry_point")
-        if entry is not None and (not isinstance(entry, str) or not _ENTRY_POINT.match(entry)):
+        if entry is not None and (not isinstance(entry, str) or not sandbox_rpc.ENTRY_POINT.match(entry)):
             raise InvalidTests(f"tests['entry_point']: {entry!r} is not a name like 'f' or 'Solution().f'")
         return tests
     cases = tests.get("cases")
@@ -255,9 +253,9 @@ def _requests(tests: dict):
 
 
 def _count(tests) -> int:
-    if not isinstance(tests, dict):
-        return 1
-    return 1 if tests.get("type") == "assert" else len(tests.get("cases") or []) if isinstance(tests.get("cases"), list) else 1
+    """Tests in a spec (1 for assert tests, and for a spec too broken to count)."""
+    cases = tests.get("cases") if isinstance(tests, dict) and tests.get("type") != "assert" else None
+    return len(cases) if isinstance(cases, list) else 1
 
 
 @functools.lru_cache(maxsize=1)
@@ -318,14 +316,15 @@ def run_tests(source: str, tests: dict | str, language: str = "python", stop_on_
                 t_req = _ns()
                 req["trace"] = True
             res = pool.execute({**base, **req})
-            if check is None and res.get("ack") and _assert_outcome(res)[0] == "invalid_tests":
+            outcome = _assert_outcome(res) if check is None and res.get("ack") else None
+            if outcome and outcome[0] == "invalid_tests":
                 # the tests do not compile: decided before the program mattered (it may not have started)
-                return RunResult(0, total, status="invalid_tests", error=_assert_outcome(res)[1], tier=pool.tier)
+                return RunResult(0, total, status="invalid_tests", error=outcome[1], tier=pool.tier)
             verdict, timing = _verdict(res, lim)
             stderr = res["stderr"].decode("utf-8", "replace")
             if check is None:  # assert tests
                 if verdict is None:
-                    verdict, detail = _assert_outcome(res)
+                    verdict = outcome[0]
                 peer_err = res["peer"]["stderr"].decode("utf-8", "replace").strip()
                 if peer_err and verdict != "AC":
                     stderr = f"{stderr.rstrip()}\n--- stderr of the program ---\n{peer_err}\n"

@@ -29,7 +29,6 @@ import sandbox_rpc as rpc  # loaded by the fork server before this module
 
 CE_MARK = b"\x00CE\x00"
 USER_FILES = ("solution.py", "tests.py")
-_ENTRY = re.compile(r"[A-Za-z_]\w*(\(\))?(\.[A-Za-z_]\w*(\(\))?)*\Z")
 _sources: dict[str, str] = {}
 
 
@@ -179,7 +178,7 @@ def _serve(req: dict, ns: dict) -> None:
 
 def _resolve(ns: dict, expr: str):
     """``f``, ``Solution().twoSum``: names, no-argument calls and attributes only (no eval)."""
-    if type(expr) is not str or not _ENTRY.match(expr):
+    if type(expr) is not str or not rpc.ENTRY_POINT.match(expr):
         raise ValueError("not a name")
     obj = None
     for i, part in enumerate(expr.split(".")):

@@ -31,6 +31,7 @@ import decimal
 import fractions
 import json
 import os
+import re
 import struct
 
 MAX_DEPTH = 200
@@ -40,6 +41,11 @@ _KEYS, _ITEMS, _VALUES = type({}.keys()), type({}.items()), type({}.values())
 _DD_FACTORIES = {"int": int, "list": list, "set": set, "dict": dict, "str": str, "float": float, "tuple": tuple}
 # The builtin exception classes by name, snapshot taken before any user code runs in this process.
 EXCEPTIONS = {n: c for n, c in vars(builtins).items() if isinstance(c, type) and issubclass(c, Exception)}
+
+
+# An assert spec's entry point: ``f`` or ``Solution().twoSum`` (names, attributes, no-argument calls).
+# Checked in the trainer, resolved in the program's process; one definition for both sides.
+ENTRY_POINT = re.compile(r"[A-Za-z_]\w*(\(\))?(\.[A-Za-z_]\w*(\(\))?)*\Z")
 
 
 class DecodeError(ValueError):
