@@ -8,7 +8,7 @@
   with an in-process timer. No isolation.
 
 Workloads: the 164 HumanEval canonical solutions with their tests, and a trivial program.
-Usage: ``python benchmarks/sandbox.py [--workers N] [--trivial N] [--json out.json]``; the tier follows
+Usage: ``python benchmarks/sandbox.py [--workers N] [--trivial N] [--problems N] [--json out.json]``; the tier follows
 ``RL_REASON_SANDBOX_MIN_TIER``/``RL_REASON_SANDBOX_MAX_TIER``. ``--landlock-ab rlimits|namespaces`` only
 measures Landlock's per-execution cost (one slot with it, one without, interleaved). ``--breakdown [N]`` only
 prints the median time of each stage of N serial trivial runs (trainer, server and sandboxed children stamp
@@ -176,7 +176,7 @@ STAGES = (
     ("parent: wait for a free slot", "p_queue", "p_send"),
     ("parent: pickle + write request", "p_send", "p_sent"),
     ("pipe wake-up + server read/unpickle", "p_sent", "srv_start"),
-    ("server: 6 memfds (+stdin)", "srv_start", "srv_memfds"),
+    ("server: memfds, request blobs spliced in", "srv_start", "srv_memfds"),
     ("fork server -> A (child side)", "srv_memfds", "a_start"),
     ("A: unshare(NS|PID|IPC|UTS|NET)", "a_start", "a_unshare"),
     ("fork -> B (pid 1; direct mode: server -> B)", "a_unshare", "b_start"),
@@ -193,7 +193,7 @@ STAGES = (
     ("A: after wait4 (rlimits tier: kill + rmtree)", "a_waited", "a_cleaned"),
     ("A: meta write + exit signal, server wakes", "a_cleaned", "srv_done"),
     ("server: read meta/stdout/stderr/result", "srv_done", "srv_read"),
-    ("server: pickle + write reply, parent read/unpickle", "srv_send", "p_recvd"),
+    ("server: pickle + write reply, parent read/unpickle", "srv_read", "p_recvd"),
     ("parent: verdict + compare", "p_recvd", "p_judged"),
 )
 
@@ -247,10 +247,11 @@ def breakdown(n: int, batch: int = 10) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
-    ap.add_argument("--trivial", type=int, default=300)
-    ap.add_argument("--json")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help="client threads (default: cores)")
+    ap.add_argument("--trivial", type=int, default=300, help="trivial runs per runner (default 300)")
+    ap.add_argument("--problems", type=int, default=None, help="only the first N HumanEval problems (default all 164)")
+    ap.add_argument("--json", help="also write the rows here")
     ap.add_argument("--landlock-ab", metavar="TIER", choices=("rlimits", "namespaces"),
                     help="only compare one slot with and without Landlock in TIER")
     ap.add_argument("--breakdown", type=int, metavar="N", nargs="?", const=300,
@@ -261,7 +262,7 @@ def main() -> None:
     if args.landlock_ab:
         return landlock_ab(args.landlock_ab)
     with gzip.open(HUMANEVAL, "rt") as f:
-        probs = [json.loads(line) for line in f]
+        probs = [json.loads(line) for line in f][:args.problems]
 
     he_sandbox = [(p["prompt"] + p["canonical_solution"],
                    {"type": "assert", "code": p["test"], "entry_point": p["entry_point"]}) for p in probs]
@@ -283,7 +284,7 @@ def main() -> None:
         rows.append({"workload": workload, **bench("humaneval_harness", humaneval_check, plain_jobs, args.workers)})
     # Single-stream latency of a trivial run: the per-run overhead with full isolation.
     rows.append({"workload": "trivial_serial", **bench("sandbox", sandbox_fn, [(TRIVIAL, triv_tests)] * args.trivial, 1)})
-    rows.append({"workload": "trivial_serial", **bench("subprocess", subprocess_check, [TRIVIAL] * 100, 1)})
+    rows.append({"workload": "trivial_serial", **bench("subprocess", subprocess_check, [TRIVIAL] * min(100, args.trivial), 1)})
 
     print(f"# {platform.node()} {platform.machine()}, {len(os.sched_getaffinity(0))} cores, workers={args.workers}, "
           f"tier={code.sandbox_tier()}, load={os.getloadavg()[0]:.2f}")
