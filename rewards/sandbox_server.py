@@ -414,7 +414,7 @@ class Server:
                 self.cg = sandbox_cgroup.SlotCgroups.create(cfg["cgroup"])
             except OSError as e:
                 self.cg_error = str(e)
-        self._cg_done: list = []  # runs to remove after the reply
+        self._cg_done: list = []  # runs to release after the reply (recycled or removed)
         self._cg_limits = None  # the last run's cgroup limits: the next run's cgroup is made ahead with them
         self._reap_later: list = []  # killed candidates whose exit we collect after the reply
         self.judge = None  # the process that runs assert tests, started on the first assert request
@@ -500,7 +500,7 @@ class Server:
                 os.close(fd)
             if run is not None:
                 run.close_fds()
-                self._cg_done.append(run)  # removed after the reply, by prepare()
+                self._cg_done.append(run)  # released after the reply, by prepare()
 
     def _close_pipes(self) -> None:
         """Once the processes have their ends: a side must see EOF as soon as the other one is gone."""
@@ -564,12 +564,15 @@ class Server:
             os.wait4(kid.pid, 0)
             os.close(kid.fd)
         while self._cg_done:
-            self._cg_done.pop().remove()
+            self.cg.release(self._cg_done.pop())
         if self.cg is not None and self._cg_limits is not None:
             try:
                 self.cg.prepare(*self._cg_limits)  # the next run's cgroup, for the same limits as the last
             except OSError:
                 pass
+        self._new_namespaces()
+
+    def _new_namespaces(self) -> None:
         if self.direct and not self._fresh:
             try:
                 L.unshare(L.CLONE_NEWNET | L.CLONE_NEWIPC | L.CLONE_NEWUTS)
@@ -580,8 +583,7 @@ class Server:
     def _start(self, kids, lim, run, req) -> None:
         """Start every process of the execution: a sandboxed child per program (as pid 1 of its own pid
         namespace: one fork as real root; else through A, see _child_a), the job of the judge for tests."""
-        if self.direct:
-            self.prepare()  # normally done already, right after the previous reply
+        self._new_namespaces()  # normally made already, right after the previous reply
         started = []
         try:
             for kid in kids:

@@ -1,7 +1,8 @@
 """Per-run cgroups (rewards/sandbox_cgroup.py) against the machine's real cgroup hierarchies, with real
 forked processes: limits land in the files, the memory limit covers memfds and the sum of forked children,
 pids.max stops forks, the CPU quota holds three spinners to one core, kill_all() empties a forking run,
-a killed server's leftovers are cleaned, and all of it works after pivot_root() has hidden /proc and /sys.
+a clean run's cgroup is recycled with zeroed counters (and no other is), a killed server's leftovers are
+cleaned, and all of it works after pivot_root() has hidden /proc and /sys.
 
 Skipped where cgroups are not writable (not root, no memory/pids/cpu/cpuacct hierarchy). Every test
 removes what it made and leaks no fd. Tests that would hurt the host if a limit failed (a memory hog, a
@@ -447,6 +448,73 @@ def test_runs_leak_no_fds_or_directories(slot, monkeypatch):
     slot.prepare(64 * MiB, 8)  # a spare left over: close() removes it
 
 
+def _burn(seconds: float) -> float:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+    return seconds
+
+
+@needs_cgroups
+def test_a_clean_run_is_recycled_with_its_counters_zeroed(slot):
+    run = slot.new_run(64 * MiB, 8)
+    status, _ = _result(*_spawn(run, lambda: (_alloc(20 * MiB), _burn(0.2))))
+    assert status == 0 and run.cpu_ns() >= 150_000_000 and run.memory_peak() >= 20 * MiB
+    slot.release(run)
+    nxt = slot.new_run(64 * MiB, 8)
+    assert nxt is run and run.uses == 1 and _slot_runs(slot) == [run.name]
+    assert run.cpu_ns() == 0 and run.memory_peak() < 8 * MiB  # peak reset to what is still charged
+    status, res = _result(*_spawn(nxt, _alloc, 10 * MiB))  # still a run: joined, counted, limited
+    assert status == 0 and res == 10 * MiB and 10 * MiB <= run.memory_peak() <= 64 * MiB and run.cpu_ns() > 0
+    slot.release(run)
+    slot.prepare(64 * MiB, 8)  # the recycled run is the one made ahead: nothing new
+    assert slot.new_run(64 * MiB, 8) is run and _slot_runs(slot) == [run.name]
+    assert run.remove() and _slot_runs(slot) == []
+
+
+def _spill_page_cache(path: str, n: int) -> int:
+    with open(path, "wb") as f:  # page cache, charged to the writer's cgroup, outlives the writer
+        f.write(b"x" * n)
+    return n
+
+
+@needs_cgroups
+@pytest.mark.parametrize("how", ["oom", "pids_max", "task_left", "other_limits", "page_cache", "worn_out"])
+def test_a_run_that_did_not_end_clean_is_not_recycled(slot, how, tmp_path, monkeypatch):
+    """The kernel's event counters (oom_kill, pids max) cannot be reset, a task left behind would count
+    against the next run, and so would page cache charged to the cgroup: such a run is removed."""
+    limits = (50 * MiB, 2) if how in ("oom", "pids_max") else (64 * MiB, 8)
+    run = slot.new_run(*limits)
+    pending = None
+    if how == "oom":
+        status, _ = _result(*_spawn(run, _alloc, 60 * MiB))
+        assert _killed(status) and run.oom_killed()
+    elif how == "pids_max":
+        status, res = _result(*_spawn(run, _fork_n, 3))
+        assert status == 0 and res[1] >= 2 and run.pids_limited()
+    elif how == "task_left":
+        pending = _spawn(run, time.sleep, 60)
+        assert _wait_until(lambda: run.pids() == {pending[0]})
+    elif how == "page_cache":
+        status, _ = _result(*_spawn(run, _spill_page_cache, str(tmp_path / "cache"), 24 * MiB))
+        assert status == 0
+    elif how == "worn_out":
+        monkeypatch.setattr(cg, "RECYCLE_RUNS", 1)
+        assert _result(*_spawn(run, int))[0] == 0
+        slot.release(run)
+        assert slot.new_run(*limits) is run  # once
+        assert _result(*_spawn(run, int))[0] == 0
+    else:
+        assert _result(*_spawn(run, int))[0] == 0
+    slot.release(run)
+    if pending is not None:  # removal was refused (EBUSY): the task was sent SIGKILL, retried by new_run()
+        assert _killed(_result(*pending)[0])
+    nxt = slot.new_run(*((32 * MiB, 8) if how == "other_limits" else limits))
+    assert nxt is not run and _slot_runs(slot) == [nxt.name]
+    assert (nxt.cpu_ns(), nxt.oom_killed(), nxt.pids_limited(), nxt.pids()) == (0, False, False, set())
+    assert nxt.remove()
+
+
 @needs_cgroups
 def test_stale_runs_of_a_killed_server_are_cleaned():
     name = _name()
@@ -665,7 +733,8 @@ def test_v2_path_on_a_stand_in_tree(tmp_path, stand_in):
     (d / "pids.events").write_text("max 2\n")
     assert (run.cpu_ns(), run.memory_peak(), run.oom_killed(), run.pids_limited()) == (1_500_000, 123456, True, True)
     assert run.kill_all() and (d / "cgroup.kill").read_text() == "1"
-    assert run.remove() and not d.exists()
+    slot.release(run)  # v2: never recycled (memory.peak and the event counters cannot be reset)
+    assert not d.exists() and slot._ready is None
     free = slot.new_run(64 * MiB, 12, None)
     assert (own / "slot0" / free.name / "cpu.max").read_text() == ""  # nothing written: the default, no quota
     free.close_fds()

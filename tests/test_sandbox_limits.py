@@ -121,15 +121,18 @@ def test_spinning_children_in_one_slot_do_not_starve_another(cgroups):
     pool = code._get_pool()
     if pool.slots < 2:
         pytest.skip("needs two slots")
+    # The children also spread themselves over every core they may use (a process may widen its own
+    # affinity): only the run's cgroup stands between them and the other slot.
     hog = """
     import os, time
     for _ in range(24):
         if os.fork() == 0:
             os.setsid()
+            os.sched_setaffinity(0, CORES)
             while True:
                 pass
     time.sleep(30)
-    """
+    """.replace("CORES", repr(os.sched_getaffinity(0)))
     work = """
     import time
     t = time.process_time()
@@ -138,14 +141,26 @@ def test_spinning_children_in_one_slot_do_not_starve_another(cgroups):
     print("OK")
     """
     with ThreadPoolExecutor(2) as ex:
-        fut = ex.submit(stdio, hog, cpu_s=3)
+        fut = ex.submit(stdio, hog, cpu_s=6, wall_s=10)  # held to one core: killed at ~6 s
         time.sleep(0.5)  # the hog's children are spinning
         t = time.monotonic()
         r = stdio(work, cpu_s=2)
         took = time.monotonic() - t
         assert fut.result().verdicts == ["TLE"]
     assert r.verdicts == ["AC"], (r, took)
-    assert took < 3, took  # 0.6 s of CPU; sharing 2 cores with 24 spinners it would take ~7.5 s
+    assert took < 2, took  # 0.6 s of CPU; sharing 2 cores with 24 spinners, ~3 s until the hog is killed
+
+
+# ---- consecutive runs in one slot: a recycled run cgroup starts from zero ------------------------------
+def test_consecutive_runs_are_each_held_to_their_own_limits(cgroups):
+    """A slot's run cgroup is reused when a run ends clean, with its CPU time zeroed; a run that hit the
+    memory limit leaves its cgroup behind (the kernel's OOM count cannot be reset). Each slot runs an MLE
+    program, then correct ones that together use more CPU than one run may."""
+    pool = code._get_pool()
+    burn = SPINNERS.format(n=1, each=0.6)
+    hog = MEMFD.format(mb=600)
+    verdicts = [stdio(src, memory_mb=256, cpu_s=1).verdicts[0] for src in [hog] * pool.slots + [burn] * 2 * pool.slots]
+    assert verdicts == ["MLE"] * pool.slots + ["AC"] * 2 * pool.slots
 
 
 # ---- process count ----------------------------------------------------------------------------------
@@ -175,7 +190,7 @@ def test_run_cgroups_are_removed(cgroups):
     assert found, "the slots' cgroups were not found"
     for d in found:
         runs = [r.name for r in d.iterdir() if r.is_dir()]
-        assert len(runs) <= 2, runs  # the last run (removed after the next reply) and the next one, made ahead
+        assert len(runs) <= 2, runs  # the last run (released after the reply) and the next one (made ahead or recycled)
 
 
 # ---- many pools on one machine ----------------------------------------------------------------------
