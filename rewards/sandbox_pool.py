@@ -143,6 +143,13 @@ def _config(tier: str, lease: int) -> dict:
             if root and os.environ.get("RL_REASON_SANDBOX_CGROUPS") != "0" else None}
 
 
+def _server(tier: str, lease: sandbox_lease.Lease) -> Server:
+    """A fork server for ``lease``: named by its index, holding its locked fd for as long as it lives."""
+    s = Server(_config(tier, lease.index), lease.fd)
+    s.lease = lease
+    return s
+
+
 @functools.lru_cache(maxsize=1)
 def _lease_domain() -> str:
     """Leases are unique within one lease directory; so are cgroup names made from them (a server purges
@@ -188,7 +195,7 @@ class Pool:
             if TIERS.index(tier) < TIERS.index(min_tier):
                 break
             try:
-                first = Server(_config(tier, lease0.index), lease0.fd)
+                first = _server(tier, lease0)
                 self.tier = tier
                 break
             except (SandboxUnavailable, ServerDied) as e:
@@ -210,12 +217,7 @@ class Pool:
                           "as your uid and can signal your processes (signal scoping needs Linux >= 6.12)",
                           RuntimeWarning, stacklevel=3)
         self._free: queue.Queue = queue.Queue()
-        first.lease = lease0
-        self._all = [first]
-        for lease in self.leases[1:]:
-            s = Server(_config(self.tier, lease.index), lease.fd)
-            s.lease = lease
-            self._all.append(s)
+        self._all = [first] + [_server(self.tier, lease) for lease in self.leases[1:]]
         for s in self._all:
             self._free.put(s)
         self._closed = False
@@ -234,8 +236,7 @@ class Pool:
         except (ServerDied, OSError, EOFError, pickle.UnpicklingError):
             server.close()
             try:
-                fresh = Server(_config(self.tier, server.lease.index), server.lease.fd)
-                fresh.lease = server.lease
+                fresh = _server(self.tier, server.lease)
                 self._all[self._all.index(server)] = fresh
                 server = fresh
             except Exception:

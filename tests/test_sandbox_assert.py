@@ -897,7 +897,7 @@ HOSTILE_EXCEPTIONS = [
                 raise Fake("not a ValueError")
             return math.isqrt(n)
     """, ISQRT),
-    case("exception_reduce_runs_in_judge", f"""
+    case("exception_reduce_runs_in_judge", """
         class E(ValueError):
             def __reduce__(self):
                 return (eval, ("(__import__('builtins').__setattr__('abs', lambda x: 0.0), ValueError('x'))[1]",))
@@ -1297,58 +1297,11 @@ def test_hostile_ids_are_unique_and_the_real_attacks_are_listed():
     assert len(PASSES_IN_PROCESS) >= 40
 
 
-def _check_hostile(src, tests):
+@pytest.mark.parametrize("src,tests", ALL_HOSTILE)
+def test_hostile_program_never_passes(src, tests):
+    """Every class above (harness state, reading the tests, builtins, shadowing, lying values and
+    exceptions, transport, exits, callbacks, MBPP shape): never AC."""
     assert_rejected(judge(src, tests, **HOSTILE_LIMITS))
-
-
-@pytest.mark.parametrize("src,tests", HOSTILE_STATE)
-def test_hostile_harness_state(src, tests):
-    _check_hostile(src, tests)
-
-
-@pytest.mark.parametrize("src,tests", HOSTILE_SECRECY)
-def test_hostile_reading_the_tests(src, tests):
-    _check_hostile(src, tests)
-
-
-@pytest.mark.parametrize("src,tests", HOSTILE_BUILTINS)
-def test_hostile_builtins_patched(src, tests):
-    _check_hostile(src, tests)
-
-
-@pytest.mark.parametrize("src,tests", HOSTILE_SHADOWING)
-def test_hostile_shadowing_and_monkeypatching(src, tests):
-    _check_hostile(src, tests)
-
-
-@pytest.mark.parametrize("src,tests", HOSTILE_LIARS)
-def test_hostile_lying_values(src, tests):
-    _check_hostile(src, tests)
-
-
-@pytest.mark.parametrize("src,tests", HOSTILE_EXCEPTIONS)
-def test_hostile_lying_exceptions(src, tests):
-    _check_hostile(src, tests)
-
-
-@pytest.mark.parametrize("src,tests", HOSTILE_TRANSPORT)
-def test_hostile_transport(src, tests):
-    _check_hostile(src, tests)
-
-
-@pytest.mark.parametrize("src,tests", HOSTILE_EXITS)
-def test_hostile_exits_crashes_hangs(src, tests):
-    _check_hostile(src, tests)
-
-
-@pytest.mark.parametrize("src,tests", HOSTILE_CALLBACKS)
-def test_hostile_callbacks_and_arguments(src, tests):
-    _check_hostile(src, tests)
-
-
-@pytest.mark.parametrize("src,tests", HOSTILE_MBPP)
-def test_hostile_mbpp_shape(src, tests):
-    _check_hostile(src, tests)
 
 
 # =================================================================================================
