@@ -1,6 +1,6 @@
 """Side-by-side benchmark: rewards.math against Math-Verify on the same labelled pairs.
 
-    python benchmarks/math_verifier.py [--sets hardverify,cases,gsm8k] [--limit N] [--workers 2]
+    python benchmarks/math_verifier.py [--sets hardverify,cases,adversarial,gsm8k] [--limit N] [--workers 2]
 
 Math-Verify (bench-only dependency ``math-verify``) is called the way TRL's ``accuracy_reward``
 calls it: the gold through ``parse(gold, extraction_mode="first_match")``, the completion through
@@ -11,7 +11,8 @@ signal timeouts work only there). Every prediction reaches both checkers as the 
 undelimited gold is silently mis-parsed: notes/math_checkers.md §1.3).
 
 Prints recall (accepted correct answers) and specificity (rejected wrong ones) overall and per
-answer type, throughput (checks/s: Math-Verify single process; ours with 1 worker and batched
+answer type, ours under the reward's exact precision (the default) and under the opt-in
+``precision="rounded"``, throughput (checks/s: Math-Verify single process; ours with 1 worker and batched
 over ``--workers``), p50/p99 latency per check, and the ratios.
 """
 
@@ -46,6 +47,12 @@ def load_sets(names: list[str], limit: int | None) -> list[dict]:
             c = json.loads(line)
             if not c.get("policy"):  # only cases under the default policy
                 rows.append(dict(gold=c["gold"], pred=c["pred"], label=c["expected"], set="cases", type=c["type"]))
+    if "adversarial" in names:  # issue 11's false-positive classes, both labels (type = class)
+        for line in (ROOT / "tests" / "data" / "math" / "adversarial_cases.jsonl").read_text().splitlines():
+            c = json.loads(line)
+            if not c.get("policy"):
+                rows.append(dict(gold=c["gold"], pred=c["pred"], label=c["expected"], set="adversarial",
+                                 type="adv:" + c["class"]))
     if "gsm8k" in names:
         for line in (SHARED / "gsm8k" / "example_model_solutions.jsonl").open():
             r = json.loads(line)
@@ -143,7 +150,7 @@ def pct(a: int, b: int) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sets", default="hardverify,cases,gsm8k")
+    ap.add_argument("--sets", default="hardverify,cases,adversarial,gsm8k")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--latency-sample", type=int, default=300, help="pairs timed one by one for p50/p99")
@@ -173,6 +180,7 @@ def main() -> None:
     ours = rm.check_batch(pairs, workers=args.workers)
     batch_time = time.perf_counter() - t
     assert [v.equal for v in one] == [v.equal for v in ours], "verdicts must not depend on the pool size"
+    rounded = rm.check_batch(pairs, workers=args.workers, precision="rounded")
     rm._CACHE.data.clear()
     step = max(1, len(pairs) // args.latency_sample)
     our_lat = []
@@ -183,14 +191,16 @@ def main() -> None:
     mv_lat_sample = mv_lat[::step]
 
     s_mv, s_us = scores(rows, mv_verdicts), scores(rows, [v.equal for v in ours])
+    s_r = scores(rows, [v.equal for v in rounded])
     keys = ["ALL"] + sorted(k for k in s_us if k.startswith("set:")) + sorted(k for k in s_us if k.startswith("type:"))
     print()
-    print(f"{'slice':32} {'n+':>5} {'n-':>5} | {'recall MV':>9} {'ours':>6} | {'specif. MV':>10} {'ours':>6}")
-    print("-" * 84)
+    print(f"{'':44} | {'recall':^24} | {'specificity':^24}")
+    print(f"{'slice':32} {'n+':>5} {'n-':>5} | {'MV':>6} {'exact':>8} {'rounded':>8} | {'MV':>6} {'exact':>8} {'rounded':>8}")
+    print("-" * 100)
     for k in keys:
-        a, b = s_mv[k], s_us[k]
-        print(f"{k:32} {a['pos']:5d} {a['neg']:5d} | {pct(a['tp'], a['pos']):>9} {pct(b['tp'], b['pos']):>6} | "
-              f"{pct(a['tn'], a['neg']):>10} {pct(b['tn'], b['neg']):>6}")
+        a, b, c = s_mv[k], s_us[k], s_r[k]
+        print(f"{k:32} {a['pos']:5d} {a['neg']:5d} | {pct(a['tp'], a['pos']):>6} {pct(b['tp'], b['pos']):>8} "
+              f"{pct(c['tp'], c['pos']):>8} | {pct(a['tn'], a['neg']):>6} {pct(b['tn'], b['neg']):>8} {pct(c['tn'], c['neg']):>8}")
     n = len(rows)
     unknown = sum(v.status == "unknown" for v in ours)
     print()

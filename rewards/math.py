@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, fields
 from math import gcd
 
 from rewards._text import completion_text
-from rewards.math_extract import ALL_FALLBACKS, extract_answer
+from rewards.math_extract import ALL_FALLBACKS, extract_answer, extract_answers
 from rewards.math_num import NumPolicy, numbers_equal, parse_number
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "check",
     "check_batch",
     "extract_answer",
+    "extract_answers",
     "gold_answer",
     "is_equivalent",
     "make_accuracy_reward",
@@ -51,18 +52,18 @@ class Policy:
     """Choices where graders disagree; the defaults are what a GRPO reward should use."""
 
     percent: str = "either"  # "either": 50\% matches 50 and 0.5; "strict": only 0.5; "ignore": only 50
-    rounding: bool = True  # a rounded decimal matches the other side rounded/truncated to its decimals
-    min_sig_exact: int = 4  # sig. digits a rounded pred needs against an exact gold (600/7 ~ 85.71)
-    min_sig_rounded: int = 2  # sig. digits the coarser side needs when both are rounded decimals
+    precision: str = "exact"  # "exact": values must be equal; "rounded": a rounded decimal also matches
+    min_sig_exact: int = 4  # "rounded": sig. digits a rounded pred needs against an exact gold (600/7 ~ 85.71)
+    min_sig_rounded: int = 2  # "rounded": sig. digits the coarser side needs when both are decimals
     unreduced_fractions: bool = True  # False: \frac{2}{4} is not accepted for 1/2 (PRM800K policy)
     ordered_lists: bool = False  # True: a bare list "1, 2" must keep the gold's order (Hendrycks)
     set_relation: bool = True  # an interval/set and an inequality describing it match, both ways
     degrees: bool = True  # 30^\circ also matches \pi/6 (angle in radians)
-    text_containment: bool = True  # a short word answer matches a sentence gold that contains it
+    text_containment: bool = False  # a short word answer starting like a sentence gold matches it
     numeric_check: bool = True  # expressions with free variables: random-point check after simplify
 
     def num_policy(self) -> NumPolicy:
-        return NumPolicy(self.percent, self.rounding, self.min_sig_exact, self.min_sig_rounded)
+        return NumPolicy(self.percent, self.precision == "rounded", self.min_sig_exact, self.min_sig_rounded)
 
 
 _POLICY_FIELDS = {f.name for f in fields(Policy)}
@@ -95,6 +96,8 @@ def _policy(kw: dict) -> Policy:
     p = Policy(**kw)
     if p.percent not in ("either", "strict", "ignore"):
         raise ValueError(f"percent must be 'either', 'strict' or 'ignore', got {p.percent!r}")
+    if p.precision not in ("exact", "rounded"):
+        raise ValueError(f"precision must be 'exact' or 'rounded', got {p.precision!r}")
     return p
 
 
@@ -252,8 +255,16 @@ def make_accuracy_reward(
         if len(refs) != len(completions):
             raise ValueError(f"{len(completions)} completions but {len(refs)} references")
         golds = [gold_answer(r, from_solution=answer is None) for r in refs]
-        preds = [extract_answer(completion_text(c), fallbacks=fallbacks, hedge=hedge) for c in completions]
-        verdicts = check_batch(list(zip(golds, preds)), timeout=timeout, workers=workers, **policy)
+        # every distinct final answer a completion boxes must equal the gold: \boxed{2\sqrt2} ...
+        # \boxed{\sqrt8} is one answer, \boxed{3} ... \boxed{5} a hedge
+        cands = [extract_answers(completion_text(c), fallbacks=fallbacks, hedge=hedge) or [None] for c in completions]
+        flat = check_batch([(g, p) for g, ps in zip(golds, cands) for p in ps], timeout=timeout, workers=workers, **policy)
+        verdicts, k = [], 0
+        for ps in cands:
+            vs, k = flat[k: k + len(ps)], k + len(ps)
+            worst = [v for v in vs if v.status == "not_equal"] or [v for v in vs if v.status == "unknown"] or vs
+            verdicts.append(worst[0])
+        preds = [ps[-1] for ps in cands]
         rewards: list[float | None] = []
         counts = {"unparseable_gold": 0, "no_answer": 0, "timeouts": 0, "errors": 0}
         for g, p, v in zip(golds, preds, verdicts):

@@ -16,22 +16,16 @@ from fractions import Fraction
 
 import sympy as sp
 
-from rewards.math_num import Num, NumPolicy, numbers_equal
+from rewards.math import Policy
+from rewards.math_num import Num, numbers_equal
 from rewards.math_parse import (
-    PM, E, Lst, ParseError, Rel, SetB, SetN, SetOp, TooLarge, Tup, normalize, parse_answer, text_words,
+    FUNC_LETTERS, PM, E, Lst, ParseError, Rel, SetB, SetN, SetOp, TooLarge, Tup, normalize, parse_with_domain, text_words,
 )
+from rewards.math_units import conversion
 
 MAX_ALTERNATIVES = 64  # \pm expansions
 MAX_ITEMS = 64  # list/set elements matched pairwise
 _RNG_SEED = 20240601
-
-
-class Policy:
-    def __init__(self, d: dict):
-        self.__dict__.update(d)
-
-    def num(self) -> NumPolicy:
-        return NumPolicy(self.percent, self.rounding, self.min_sig_exact, self.min_sig_rounded)
 
 
 # ---------------------------------------------------------------- entry point
@@ -42,13 +36,63 @@ def _canon(s: str) -> str:
     return re.sub(r"\s+|\{|\}", "", s)  # case matters: x is not X
 
 
+# "no solution", "there are no real roots", "none": the empty set
+_NO_SOLUTION_RE = re.compile(
+    r"(?:there\s+(?:is|are|exists?)\s+)?(?:no|none)\s*(?:real\s+|integer\s+|such\s+|possible\s+|valid\s+|positive\s+)?"
+    r"(?:solutions?|roots?|values?|answers?|such\s+\w+|x|numbers?|pairs?)?(?:\s+exists?)?|\\emptyset|\\varnothing|\\\{\s*\\\}|\{\s*\}|∅",
+    re.I,
+)
+# "(B) 12", "\text{Option B}", "B." for the multiple-choice gold "B"
+_CHOICE_GOLD_RE = re.compile(r"\(?([A-J])\)?")
+_CHOICE_PRED_RE = re.compile(r"(?:(?:option|choice|answer)\s*:?\s*)?(?:\(([A-J])\)|([A-J])(?:[.:)]|$))\s*(.*)", re.I)
+
+
+def _plain(s: str) -> str:
+    s = re.sub(r"\\(?:text|mbox|textbf|mathrm|textrm)\s*\{([^{}]*)\}", r"\1", normalize(s))
+    return re.sub(r"\s+", " ", s).strip().rstrip(".").strip()
+
+
+def _choice(gold: str, pred: str) -> bool | None:
+    """Multiple choice: whether ``pred`` picks the gold letter, or None when the gold is no letter."""
+    m = _CHOICE_GOLD_RE.fullmatch(_plain(gold))
+    if not m:
+        return None
+    pm = _CHOICE_PRED_RE.fullmatch(_plain(pred))
+    if not pm:
+        return None
+    letter, rest = pm.group(1) or pm.group(2), pm.group(3)
+    if pm.group(2) and pm.group(2) != pm.group(2).upper():
+        return None  # a lower-case letter without parentheses is a variable
+    if re.search(r"\(\s*[A-J]\s*\)|\b(?:or|and)\b|\b[A-J]\b[.:)]", rest):
+        return False  # "(B) or (C)": two choices
+    return letter.upper() == m.group(1)
+
+
 def check_pair(gold: str, pred: str, policy: dict) -> tuple[str, str | None]:
-    pol = Policy(policy)
+    pol = Policy(**policy)
     if _canon(gold) == _canon(pred):
         return ("equal", None)
+    choice = _choice(gold, pred)
+    if choice is not None:
+        return ("equal", None) if choice else ("not_equal", None)
+    gold = r"\emptyset" if _NO_SOLUTION_RE.fullmatch(_plain(gold)) else gold
+    pred = r"\emptyset" if _NO_SOLUTION_RE.fullmatch(_plain(pred)) else pred
+    verdict = _check_parsed(gold, pred, pol, FUNC_LETTERS)
+    if verdict[0] == "not_equal" and verdict[1] is None and _AMBIGUOUS_CALL_RE.search(gold + " " + pred):
+        # p(1-p), P(1+r)^n: a single letter before "(" may be a factor, not a function
+        retry = _check_parsed(gold, pred, pol, frozenset("fgh"))
+        if retry[0] == "equal":
+            return retry
+    return verdict
+
+
+_AMBIGUOUS_CALL_RE = re.compile(r"(?<![A-Za-z\\])[pqPQTFGH]\s*\(")
+
+
+def _check_parsed(gold: str, pred: str, pol, func_letters) -> tuple[str, str | None]:
     g_text = p_text = None
     try:
-        g = parse_answer(gold)
+        g, g_dom = parse_with_domain(gold, func_letters)
     except TooLarge:
         return ("unknown", "gold too large")
     except (ParseError, RecursionError, TypeError, ValueError, ZeroDivisionError):
@@ -57,7 +101,7 @@ def check_pair(gold: str, pred: str, policy: dict) -> tuple[str, str | None]:
         if not g_text:
             return ("unknown", "gold unparseable")
     try:
-        p = parse_answer(pred)
+        p, p_dom = parse_with_domain(pred, func_letters)
     except TooLarge:
         return ("not_equal", "answer too large")
     except (ParseError, RecursionError, TypeError, ValueError, ZeroDivisionError):
@@ -68,26 +112,40 @@ def check_pair(gold: str, pred: str, policy: dict) -> tuple[str, str | None]:
     if g is None:
         gw = g_text if g_text is not None else text_words(gold)
         pw = p_text if p_text is not None else text_words(pred)
-        return ("equal", None) if _text_equal(gw, pw, pol) else ("not_equal", None)
+        return ("equal", None) if _text_equal(gold, pred, gw, pw, pol) else ("not_equal", None)
     try:
-        same = Cmp(pol).eq(g, p)
+        same = Cmp(pol, g_dom, p_dom).eq(g, p)
     except (TypeError, ValueError, AttributeError, NotImplementedError, ArithmeticError, IndexError) as exc:
         # sympy refusing to compare what we built (a matrix inequality, ...): no evidence of equality
         return ("not_equal", f"incomparable: {type(exc).__name__}")
     return ("equal", None) if same else ("not_equal", None)
 
 
-def _text_equal(gw: list[str], pw: list[str], pol) -> bool:
+_NEGATION_WORDS = {"not", "no", "never", "neither", "nor", "cannot", "none", "nothing", "nobody", "impossible",
+                   "isn", "aren", "doesn", "don", "can", "t", "without", "false"}
+
+
+def _text_equal(gold: str, pred: str, gw: list[str], pw: list[str], pol) -> bool:
+    """Text answers: the same words in the same order; a list of words in any order ("red, blue"
+    = "blue, red", but "Bob beats Alice" is not "Alice beats Bob")."""
     if not gw or not pw:
         return False
     if gw == pw:
         return True
-    if sorted(gw) == sorted(pw) and len(gw) <= 6 and any(w.isalpha() for w in gw):
+    gi, pi = _text_items(gold), _text_items(pred)
+    if len(gi) > 1 and sorted(gi) == sorted(pi):
         return True
-    # "Petya" for "Petya will receive the last token": a short answer naming the gold's key words
-    if pol.text_containment and len(gw) >= 3 and len(pw) <= 3 and len(pw) < len(gw):
-        return all(w in gw for w in pw) and any(len(w) > 2 and w.isalpha() for w in pw)
+    # "Petya" for "Petya will receive the last token": opt-in, and only a short answer that starts
+    # like the sentence (its subject) and keeps every negation ("done" is not "It cannot be done")
+    if pol.text_containment and len(gw) >= 3 and len(pw) <= 3 and len(pw) < len(gw) and pw[0] == gw[0]:
+        neg = lambda ws: sorted(w for w in ws if w in _NEGATION_WORDS)  # noqa: E731
+        return all(w in gw for w in pw) and neg(gw) == neg(pw) and any(len(w) > 2 and w.isalpha() for w in pw)
     return False
+
+
+def _text_items(s: str) -> list[tuple]:
+    parts = re.split(r",|;|\band\b", re.sub(r"\\(?:text|mbox|textbf|mathrm|textit|emph)\s*", " ", s), flags=re.I)
+    return [tuple(w) for w in (text_words(x) for x in parts) if w]
 
 
 # ---------------------------------------------------------------- comparer
@@ -159,9 +217,35 @@ def _strip_label(node):
         return node.args[-1]
     if isinstance(node, Rel) and node.ops == ["in"] and _is_label(node.args[0]):
         return node.args[1]
+    if isinstance(node, Rel) and node.ops == ["="] and _is_label(node.args[1]) and _is_constant(node.args[0]):
+        return node.args[0]  # "3 = x"
     if isinstance(node, Lst):
         return Lst([_strip_label(x) for x in node.items])
     return node
+
+
+def _is_constant(x) -> bool:
+    return isinstance(x, E) and isinstance(x.expr, sp.Expr) and not x.expr.free_symbols
+
+
+def _named(node) -> dict | None:
+    """``p = 4, q = 9`` (or ``(p, q) = (4, 9)``) as {label: [values]}; None unless every item
+    names its value."""
+    items = node.items if isinstance(node, Lst) else [node]
+    out: dict = {}
+    for x in items:
+        if not (isinstance(x, Rel) and x.ops == ["="] and _is_label(x.args[0])):
+            return None
+        lhs, rhs = x.args
+        if isinstance(lhs, Tup):
+            if not isinstance(rhs, Tup) or len(rhs.items) != len(lhs.items):
+                return None
+            pairs = list(zip(lhs.items, rhs.items))
+        else:
+            pairs = [(lhs, rhs)]
+        for label, value in pairs:
+            out.setdefault(label.expr, []).append(value)
+    return out
 
 
 def _applied_vars(node) -> list:
@@ -174,9 +258,10 @@ def _applied_vars(node) -> list:
 
 
 class Cmp:
-    def __init__(self, pol):
+    def __init__(self, pol, gold_domain=(), pred_domain=()):
         self.pol = pol
         self.rng = random.Random(_RNG_SEED)
+        self.gold_domain, self.pred_domain = gold_domain, pred_domain
 
     # -- dispatch
     def eq(self, g, p) -> bool:
@@ -184,6 +269,14 @@ class Cmp:
         gv, pv = _applied_vars(g), _applied_vars(p)
         if len(gv) == len(pv) == 1 and gv[0] != pv[0]:
             p = _subs_node(p, {pv[0]: gv[0]})
+        gn, pn = _named(g), _named(p)
+        if gn is not None and pn is not None and (len(gn) > 1 or len(pn) > 1):
+            # both sides name several values: p = 9, q = 4 is not p = 4, q = 9
+            return gn.keys() == pn.keys() and all(self.multiset_eq(gn[k], pn[k]) for k in gn)
+        if gn is not None and len(gn) > 1 and all(len(v) == 1 for v in gn.values()) and isinstance(p, Lst) \
+                and len(p.items) == len(gn) and _named(p.items[0]) is None:
+            # a gold naming its values against a bare list: the list answers in the gold's order
+            return self.seq_eq([v[0] for v in gn.values()], p.items)
         if isinstance(g, Rel) and isinstance(p, Rel) and self.rel_eq(g, p):
             return True
         g2, p2 = _strip_label(g), _strip_label(p)
@@ -393,10 +486,21 @@ class Cmp:
             return self.matrix_eq(gv, pv)
         if isinstance(gv, sp.Set) or isinstance(pv, sp.Set):
             return isinstance(gv, sp.Set) and isinstance(pv, sp.Set) and gv == pv
+        conv = conversion(g.unit, p.unit)
+        if conv is False:
+            return False  # 7 kg is not 7 g
+        if conv is not True:  # 2000 g for 2 kg: the pred in the gold's unit, exactly
+            f = sp.Rational(conv.numerator, conv.denominator)
+            pnum = None if p.num is None else Num(p.num.value * conv, None, p.num.percent)
+            p = E(pv * f, pnum, p.pct, p.deg)
+            pv = p.expr
+        if g.deg != p.deg and (_has_pi(gv) or _has_pi(pv) or "rad" in g.unit + p.unit):
+            # pi/4 degrees is not pi/4: an angle with pi in it is in radians, compare only converted
+            return self.pol.degrees and self.degrees_eq(g, p)
         # number literals keep their written precision and percent sign
         gn, pn = self.as_num(g), self.as_num(p)
         if gn is not None and pn is not None:
-            if numbers_equal(gn, pn, self.pol.num()):
+            if numbers_equal(gn, pn, self.pol.num_policy()):
                 return True
         elif (gn is not None and gn.decimals is not None) or (pn is not None and pn.decimals is not None) or g.pct or p.pct:
             # a rounded decimal against an exact closed form (85.71 vs 600/7, 41.4% vs sqrt(2)-1)
@@ -405,15 +509,16 @@ class Cmp:
             if approx is not None:
                 exact = Num(approx, None)  # exact value (to 40 digits): the literal states the precision
                 pair = (lit, exact) if lit_is_gold else (exact, lit)
-                if numbers_equal(*pair, self.pol.num()):
+                if numbers_equal(*pair, self.pol.num_policy()):
                     return True
         if self.val_eq(gv, pv):
             return True
-        if self.pol.degrees and (g.deg != p.deg):
-            deg_side, other = (gv, pv) if g.deg else (pv, gv)
-            if not other.free_symbols and self.val_eq(deg_side * sp.pi / 180, other):
-                return True
-        return False
+        return self.pol.degrees and g.deg != p.deg and self.degrees_eq(g, p)
+
+    def degrees_eq(self, g: E, p: E) -> bool:
+        deg_side, other = (g.expr, p.expr) if g.deg else (p.expr, g.expr)
+        return not other.free_symbols and not _has_pi(deg_side) and self.val_eq(deg_side * sp.pi / 180, other)
+
 
     def as_num(self, n: E) -> Num | None:
         if n.num is not None:
@@ -435,10 +540,12 @@ class Cmp:
     def val_eq(self, a, b) -> bool:
         """Exact equality of two sympy values (numbers or expressions)."""
         try:
+            if isinstance(a, sp.Set) or isinstance(b, sp.Set):
+                return a == b
+            if self.narrower_domain(a):
+                return False
             if a == b:
                 return True
-            if isinstance(a, sp.Set) or isinstance(b, sp.Set):
-                return False
             if a.has(sp.oo, -sp.oo, sp.zoo, sp.nan) or b.has(sp.oo, -sp.oo, sp.zoo, sp.nan):
                 return a == b
             d = a - b
@@ -454,10 +561,9 @@ class Cmp:
             if d.has(sp.core.function.AppliedUndef):
                 return sp.simplify(d) == 0
             if len(syms) <= 8 and self.pol.numeric_check:
-                if not self.random_points(a, b, syms):
-                    return False
-                # random points agree; accept when simplify confirms or all points agreed tightly
-                return True
+                agree = self.random_points(a, b, syms)
+                if agree is not None:
+                    return agree
             return sp.simplify(d) == 0
         except (TypeError, ValueError, AttributeError, NotImplementedError, ZeroDivisionError, RecursionError):
             return False
@@ -485,35 +591,101 @@ class Cmp:
             return False
         return True
 
-    def random_points(self, a, b, syms) -> bool:
-        """Both sides agree at seeded random points in (0.1, 0.9) (positive reals below 1: the
-        domain where identities such as 2 asin(sqrt a) = acos(1-2a) hold); (-20, 20) when a
-        step function (floor, ceil, abs, ...) is involved."""
-        syms = sorted(syms, key=lambda s: s.name)
+    def narrower_domain(self, a) -> bool:
+        """The answer is undefined somewhere the gold is defined: e^{\ln x} for x (sympy folds
+        it into x, but the answer's log needs x > 0)."""
+        extra = [c for c in self.pred_domain if c not in self.gold_domain]
+        if not extra or not isinstance(a, sp.Expr):
+            return False
+        syms = sorted(a.free_symbols.union(*(arg.free_symbols for _, arg in extra)), key=lambda s_: s_.name)
+        rng = random.Random(_RNG_SEED)
+        gold = _conditions(a, self.gold_domain)
+        for _ in range(_POINT_TRIES):
+            pt = {s_: sp.Float(rng.choice(_POINTS) * rng.uniform(0.93, 1.07), 30) for s_ in syms}
+            try:
+                if _holds(gold, pt) and not _holds(extra, pt):
+                    return True
+            except (TypeError, ValueError, OverflowError, ZeroDivisionError):
+                continue
+        return False
+
+    def random_points(self, a, b, syms) -> bool | None:
+        """Gold ``a`` and pred ``b`` at seeded points drawn over the whole real line (negative,
+        small and large values), keeping the points where the gold is defined (real unless the
+        gold is complex): False at the first disagreement, True when enough points agreed, None
+        (doubt) when too few points were usable. Sampling only (0.1, 0.9) once accepted
+        arctan(tan x) and sqrt(x^2) for x; domain identities such as 2 asin(sqrt a) =
+        acos(1-2a) still hold because points outside the gold's domain are skipped."""
+        syms = sorted(set(syms) | a.free_symbols | b.free_symbols, key=lambda s_: s_.name)
         diff = a - b
+        complex_gold = a.has(sp.I)
+        gold_defined, pred_defined = _conditions(a, self.gold_domain), _conditions(b, self.pred_domain)
+        agreed = 0
         # evalf with subs, not lambdify: lambdify exec()s generated source, and the symbol names
         # here come from model text
-        steps = diff.has(sp.floor, sp.ceiling, sp.Abs, sp.sign, sp.Mod, sp.Max, sp.Min, sp.Piecewise, sp.frac)
-        lo, hi = (-20.0, 20.0) if steps else (0.1, 0.9)
-        agreed = 0
-        for _ in range(8):
-            pt = {s_: sp.Float(self.rng.uniform(lo, hi), 30) for s_ in syms}
+        for _ in range(_POINT_TRIES):
+            pt = {s_: sp.Float(self.rng.choice(_POINTS) * self.rng.uniform(0.93, 1.07), 30) for s_ in syms}
+            try:
+                av = complex(a.evalf(30, subs=pt))
+            except (TypeError, ValueError, OverflowError, ZeroDivisionError):
+                continue  # the gold is undefined here (a pole, a log of zero)
+            try:
+                if av != av or abs(av) == float("inf") or not complex_gold and not _holds(gold_defined, pt):
+                    continue
+            except (TypeError, ValueError, OverflowError, ZeroDivisionError):
+                continue
             try:
                 d = complex(diff.evalf(30, subs=pt))
-                scale = abs(complex(a.evalf(30, subs=pt)))
+                if not complex_gold and not _holds(pred_defined, pt):
+                    return False  # defined for the gold, not for the answer
             except (TypeError, ValueError, OverflowError, ZeroDivisionError):
-                continue  # a pole or an undefined value at this point: try another
-            if d != d or scale != scale:  # nan
-                continue
-            if abs(d) > 1e-20 * max(1.0, scale):
+                return False
+            if d != d or abs(d) > 1e-20 * max(1.0, abs(av)):
                 return False
             agreed += 1
-        return agreed >= 4
+            if agreed == _POINTS_NEEDED:
+                return True
+        return None
+
+
+def _conditions(expr, domain=()) -> list:
+    """Where ``expr`` is real-defined, as (kind, argument) pairs: the conditions written in the
+    answer (sympy has already folded e^{ln x} into x) and every root, log and inverse trig
+    function left in ``expr`` that depends on a variable."""
+    out = list(domain)
+    for node in sp.preorder_traversal(expr):
+        partial = isinstance(node, sp.Pow) and not node.exp.is_integer
+        if (partial or isinstance(node, (sp.log, sp.asin, sp.acos, sp.atanh, sp.acosh, sp.asec, sp.acsc))) \
+                and node.free_symbols:
+            out.append(("real", node))
+    return out
+
+
+def _holds(conditions, pt) -> bool:
+    for kind, arg in conditions:
+        if not arg.free_symbols <= set(pt):
+            continue  # a condition on a variable the other side does not have (a compare of parts)
+        v = complex(arg.evalf(30, subs=pt))
+        if v != v or abs(v.imag) > 1e-20 * max(1.0, abs(v)):
+            return False
+        if kind == "ge0" and v.real < 0 or kind == "gt0" and v.real <= 0 or kind == "abs1" and abs(v.real) > 1:
+            return False
+    return True
+
+
+_POINTS = (-61.7, -13.3, -4.9, -2.2, -1.37, -0.81, -0.44, -0.12, 0.07, 0.19, 0.31, 0.46, 0.58, 0.71, 0.83, 0.94,
+           1.28, 2.47, 3.9, 7.3, 16.1, 57.9)
+_POINT_TRIES = 60
+_POINTS_NEEDED = 10
+
+
+def _has_pi(v) -> bool:
+    return isinstance(v, sp.Basic) and v.has(sp.pi)
 
 
 def _subs_node(node, mapping):
     if isinstance(node, E):
-        return E(node.expr.subs(mapping), node.num, node.pct, node.deg) if isinstance(node.expr, sp.Basic) else node
+        return E(node.expr.subs(mapping), node.num, node.pct, node.deg, node.unit) if isinstance(node.expr, sp.Basic) else node
     if isinstance(node, Rel):
         return Rel(node.ops, [_subs_node(a, mapping) for a in node.args])
     if isinstance(node, (Lst, SetN)):

@@ -3,56 +3,106 @@
 For RL rewards only explicit final-answer markup counts (the last ``\\boxed{}``/``\\fbox{}``
 or an ``<answer>`` tag): regex fallbacks such as "the last number" or "the answer is X" let a
 policy spray numbers and get paid (notes/math_checkers.md §2.4, §6.2.5), so they are opt-in.
+
+A final answer must be final: a box inside a ``<think>`` that never closes, or one followed by
+a retraction ("Wait, that's wrong", "Actually, it is 10"), is no answer.
+
+Everything here runs in the trainer's own process, so every step is linear in the text: braces
+are matched in one pass, tags are paired with one scan, and each fallback pattern is tried at a
+bounded number of anchor positions with a bounded group (a repetition loop of 64 KB of
+``\\boxed{`` must not cost seconds).
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 
 MAX_TEXT = 200_000  # characters scanned from the end of a completion; a longer text is cut
 MAX_ANSWER = 2_000  # an extracted answer longer than this is not an answer
+MAX_ANCHORS = 64  # fallback anchors tried, from the end
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*(\{|\s)")
-_ANSWER_TAG_RE = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
 
-# Opt-in fallbacks, by name. Each pattern's last match wins.
-FALLBACKS: dict[str, re.Pattern] = {
-    "final_answer": re.compile(r"final answer\s*(?:is|:)\s*:?\s*(.+?)\s*(?:\.\s|\.?$|I hope|\n)", re.I | re.M),
-    "the_answer_is": re.compile(r"the answer is\s*:?\s*(.+?)\s*(?:\.\s|\.?$|\n)", re.I | re.M),
-    "gsm8k": re.compile(r"^\s*####\s*(.+?)\s*$", re.M),
-    "answer_line": re.compile(r"^\s*(?:A|Answer)\s*:\s*(.+?)\s*$", re.M),
+# Opt-in fallbacks, by name: (anchor, pattern matched at the anchor). The last match wins.
+_G = r"(.{1,%d}?)" % MAX_ANSWER
+FALLBACKS: dict[str, tuple[re.Pattern, re.Pattern]] = {
+    "final_answer": (re.compile(r"final answer", re.I),
+                     re.compile(r"final answer\s*(?:is|:)\s*:?\s*" + _G + r"\s*(?:\.\s|\.?$|I hope|\n)", re.I | re.M)),
+    "the_answer_is": (re.compile(r"the answer is", re.I),
+                      re.compile(r"the answer is\s*:?\s*" + _G + r"\s*(?:\.\s|\.?$|\n)", re.I | re.M)),
+    "gsm8k": (re.compile(r"^[ \t]*####", re.M), re.compile(r"[ \t]*####[ \t]*" + _G + r"[ \t]*$", re.M)),
+    "answer_line": (re.compile(r"^[ \t]*(?:A|Answer)[ \t]*:", re.M),
+                    re.compile(r"[ \t]*(?:A|Answer)[ \t]*:[ \t]*" + _G + r"[ \t]*$", re.M)),
 }
 ALL_FALLBACKS = tuple(FALLBACKS)
 
 # Separators that may sit between boxes that together form one multi-part answer.
 _JOINER_RE = re.compile(r"^[\s,;$.]*(?:,|;|\band\b|\bor\b|&|\\text\{\s*(?:and|or|,)\s*\})?[\s,;$]*$", re.I)
 
+# What a model writes when it takes back the answer it just gave. Strong phrases always retract;
+# a doubt ("wait", "hmm", "let me recheck") retracts unless the text goes on to confirm.
+_STRONG_RE = re.compile(
+    r"\b(?:wrong|incorrect|erroneous|oops|scratch that|on second thought|never ?mind|disregard|retract\w*"
+    r"|miscalculat\w*|miscount\w*|typo|correction|should (?:be|have been|read|instead)|instead,"
+    r"|(?:made|make|was|is|there's) an? (?:mistake|error|slip)|my (?:mistake|error|bad)"
+    r"|(?:can'?t|cannot|isn'?t|is not|not) (?:be )?(?:right|correct)|not the (?:right |correct )?answer"
+    r"|the (?:correct|right|real|actual|true) (?:answer|value|result) is|let me (?:redo|re-do|start over|fix)"
+    r"|it is actually|it's actually|is actually)\b",
+    re.I,
+)
+_DOUBT_RE = re.compile(r"\b(?:wait|actually|hmm+|re-?check\w*|reconsider\w*|re-?(?:calculat|comput|evaluat|examin)\w*"
+                       r"|let me (?:double-?check|check|verify|see)|but no|no,)", re.I)
+_CONFIRM_RE = re.compile(r"\b(?:yes|correct|right|confirm\w*|checks out|verified|indeed|holds|consistent)\b|✓|✔", re.I)
 
-def _boxes(text: str) -> list[tuple[int, int, str | None]]:
-    """Every ``\\boxed{...}`` as (start, end, content); content None when never closed."""
-    out = []
-    for m in _BOX_RE.finditer(text):
-        if m.group(1) != "{":  # "\boxed 5": the next token is the content
-            tok = re.match(r"\s*([^\s$]+)", text[m.end():])
-            if tok:
-                out.append((m.start(), m.end() + tok.end(), tok.group(1)))
+
+# Another value offered after the final answer: "\boxed{7} for k >= 2, otherwise 1" is a hedge.
+_ALTERNATIVE_RE = re.compile(r"\b(?:otherwise|else|unless|alternatively|or (?:possibly|maybe|perhaps)"
+                             r"|except (?:when|if|for))\b", re.I)
+
+
+def _retracted(tail: str) -> bool:
+    if _STRONG_RE.search(tail):
+        return True
+    return bool(_DOUBT_RE.search(tail)) and not _CONFIRM_RE.search(tail)
+
+
+def _brace_matches(text: str) -> dict[int, int]:
+    """Position of every ``{`` -> position of its ``}``, in one pass (escaped braces skipped)."""
+    out, stack, i, n = {}, [], 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            i += 2
             continue
-        depth, i = 1, m.end()
-        while i < len(text) and depth:
-            c = text[i]
-            if c == "\\":
-                i += 2
-                continue
-            depth += (c == "{") - (c == "}")
-            i += 1
-        out.append((m.start(), i, text[m.end(): i - 1] if depth == 0 else None))
+        if c == "{":
+            stack.append(i)
+        elif c == "}" and stack:
+            out[stack.pop()] = i
+        i += 1
     return out
 
 
-def _box_groups(text: str) -> list[str | None]:
-    """The boxed answers in order; boxes that only a separator parts form one answer
-    ("\\boxed{1}, \\boxed{2}" is "1, 2", so a spray of boxes fails against a single gold).
-    A group with an empty or unclosed box is None."""
+def _boxes(text: str) -> list[tuple[int, int, str | None]]:
+    """Every ``\\boxed{...}`` as (start, end, content); content None when never closed."""
+    out, matches = [], None
+    for m in _BOX_RE.finditer(text):
+        if m.group(1) != "{":  # "\boxed 5": the next token is the content
+            tok = re.compile(r"\s*([^\s$]+)").match(text, m.end())
+            if tok:
+                out.append((m.start(), tok.end(), tok.group(1)))
+            continue
+        if matches is None:
+            matches = _brace_matches(text)
+        close = matches.get(m.end() - 1)
+        out.append((m.start(), len(text), None) if close is None else (m.start(), close + 1, text[m.end(): close]))
+    return out
+
+
+def _box_groups(text: str, offset: int = 0) -> list[tuple[str | None, int, int]]:
+    """The boxed answers in order, each with where it starts and ends; boxes that only a
+    separator parts form one answer ("\\boxed{1}, \\boxed{2}" is "1, 2", so a spray of boxes
+    fails against a single gold). A group with an empty or unclosed box is None."""
     groups: list[list[tuple]] = []
     for b in _boxes(text):
         if groups:
@@ -64,7 +114,26 @@ def _box_groups(text: str) -> list[str | None]:
     out = []
     for g in groups:
         parts = [b[2] for b in g]
-        out.append(None if any(p is None or not p.strip() for p in parts) else ", ".join(p.strip() for p in parts))
+        ans = None if any(p is None or not p.strip() for p in parts) else ", ".join(p.strip() for p in parts)
+        out.append((ans, g[0][0] + offset, g[-1][1] + offset))
+    return out
+
+
+def _answer_tags(text: str) -> list[tuple[int, int, int, int]]:
+    """Every ``<answer>…</answer>`` as (tag start, content start, content end, tag end), paired
+    as the non-greedy regex would pair them, in one scan."""
+    low = text.lower()
+    opens = [m.end() for m in re.finditer("<answer>", low)]
+    closes = [m.start() for m in re.finditer("</answer>", low)]
+    out, pos = [], 0
+    for o in opens:
+        if o < pos:
+            continue
+        k = bisect.bisect_left(closes, o)
+        if k == len(closes):
+            break
+        out.append((o - len("<answer>"), o, closes[k], closes[k] + len("</answer>")))
+        pos = closes[k] + len("</answer>")
     return out
 
 
@@ -77,13 +146,79 @@ def _same_answer(a: str, b: str) -> bool:
     return na is not None and nb is not None and na.value == nb.value and na.percent == nb.percent
 
 
-def _final(candidates: list[str | None], hedge: str) -> str | None:
-    if not candidates or candidates[-1] is None:
+def _fallback(text: str, names) -> tuple[str, int, int] | None:
+    best = None
+    for name in names:
+        anchor, pat = FALLBACKS[name]
+        starts = [m.start() for m in anchor.finditer(text)]
+        for s in reversed(starts[-MAX_ANCHORS:]):
+            if best is not None and s <= best[0]:
+                break
+            m = pat.match(text, s)
+            if m and m.group(1).strip():
+                best = (s, m)
+                break
+    if best is None:
         return None
-    last = candidates[-1]
-    if hedge == "reject" and any(c is not None and not _same_answer(c, last) for c in candidates[:-1]):
-        return None  # several different final answers: a hedge earns nothing
-    return last
+    m = best[1]
+    ans = re.sub(r"^[\s*]+|[\s*]+$", "", m.group(1))  # markdown bold
+    return (ans, m.start(), m.end()) if ans else None
+
+
+def _candidates(text: str, fallbacks) -> list[tuple[str | None, int, int]]:
+    """The answer candidates of ``text`` in order, each with where it starts and ends."""
+    tags = _answer_tags(text)
+    if tags:
+        out = []
+        for tag_start, start, end, tag_end in tags:
+            inner = text[start:end]
+            groups = _box_groups(inner) if _BOX_RE.search(inner) else [(inner.strip() or None, 0, 0)]
+            out.append((groups[-1][0] if groups else None, tag_start, tag_end))
+        return out
+    if _BOX_RE.search(text):
+        return _box_groups(text)
+    names = ALL_FALLBACKS if fallbacks is True else tuple(fallbacks or ())
+    found = _fallback(text, names)
+    return [found] if found else []
+
+
+def extract_answers(text, fallbacks: bool | tuple[str, ...] | list[str] = False, hedge: str = "reject") -> list[str]:
+    """Every distinct final answer ``text`` gives, last one last; [] when it gives none.
+
+    With ``hedge="reject"`` a completion that boxes several different strings returns them all,
+    so that a caller can compare *values* (``\\boxed{2\\sqrt2}`` … ``\\boxed{\\sqrt8}`` is one
+    answer; ``\\boxed{3}`` … ``\\boxed{5}`` is a hedge); ``"last"`` keeps only the last one."""
+    if hedge not in ("reject", "last"):
+        raise ValueError(f"hedge must be 'reject' or 'last', got {hedge!r}")
+    if not isinstance(text, str) or not text:
+        return []
+    text = text[-MAX_TEXT:]
+    low = text.lower()
+    if low.rfind("<think>") > low.rfind("</think>"):
+        return []  # still thinking: nothing in an unclosed <think> is a final answer
+    close = low.rfind("</think>")
+    if close >= 0:
+        after = text[close + len("</think>"):]
+        if _BOX_RE.search(after) or "<answer>" in after.lower():
+            text = after
+    cands = _candidates(text, fallbacks)
+    # an answer taken back before the next one ("\boxed{9}. Wait, that's wrong ... \boxed{10}")
+    # is no candidate; the last one taken back leaves no answer at all
+    nexts = [c[1] for c in cands[1:]] + [len(text)]
+    kept = [c for c, nxt in zip(cands, nexts) if not _retracted(text[c[2]: nxt])]
+    if not kept or kept[-1] is not cands[-1] or cands[-1][0] is None or len(cands[-1][0]) > MAX_ANSWER:
+        return []
+    if _ALTERNATIVE_RE.search(text, cands[-1][2]):
+        return []
+    cands = kept
+    last = cands[-1][0]
+    if hedge == "last":
+        return [last]
+    out = [last]
+    for c, _, _ in cands[:-1]:
+        if c is not None and len(c) <= MAX_ANSWER and not any(_same_answer(c, o) for o in out):
+            out.insert(0, c)
+    return out
 
 
 def extract_answer(text, fallbacks: bool | tuple[str, ...] | list[str] = False, hedge: str = "reject") -> str | None:
@@ -91,41 +226,11 @@ def extract_answer(text, fallbacks: bool | tuple[str, ...] | list[str] = False, 
     the last ``<answer>…</answer>``; then, only when asked, regex fallbacks (``True`` = all of
     ``ALL_FALLBACKS``: "final answer is", "the answer is", GSM8K ``####``, an ``A:``/``Answer:`` line).
 
-    After a ``</think>`` only the text after it counts (when it holds an answer). Empty or
-    unclosed boxes give None, so a truncated completion earns nothing. ``hedge="reject"``
-    (default): several *different* boxed (or tagged) answers give None; ``"last"`` keeps the
-    last one (a model correcting itself: "\\boxed{3}, wait, no: \\boxed{5}")."""
-    if hedge not in ("reject", "last"):
-        raise ValueError(f"hedge must be 'reject' or 'last', got {hedge!r}")
-    if not isinstance(text, str) or not text:
-        return None
-    text = text[-MAX_TEXT:]
-    if "</think>" in text:
-        after = text.rsplit("</think>", 1)[1]
-        if _BOX_RE.search(after) or _ANSWER_TAG_RE.search(after):
-            text = after
-    tags = _ANSWER_TAG_RE.findall(text)
-    if tags:
-        cands = []
-        for t in tags:
-            groups = _box_groups(t) if _BOX_RE.search(t) else [t.strip() or None]
-            cands.append(groups[-1] if groups else None)
-        ans = _final(cands, hedge)
-    elif _BOX_RE.search(text):
-        ans = _final(_box_groups(text), hedge)
-    else:
-        ans = None
-        names = ALL_FALLBACKS if fallbacks is True else tuple(fallbacks or ())
-        best = -1
-        for name in names:
-            pat, pos = FALLBACKS[name], 0
-            # overlapping search: in "Final Answer: The final answer is 5" the inner phrase wins
-            while (m := pat.search(text, pos)) is not None:
-                if m.start() > best and m.group(1).strip():
-                    best, ans = m.start(), m.group(1).strip()
-                pos = m.start() + 1
-        if ans is not None:
-            ans = re.sub(r"^[\s*]+|[\s*]+$", "", ans) or None  # markdown bold
-    if ans is not None and len(ans) > MAX_ANSWER:
-        return None
-    return ans
+    After a ``</think>`` only the text after it counts (when it holds an answer); inside a
+    ``<think>`` that never closes nothing counts. Empty or unclosed boxes give None, so a
+    truncated completion earns nothing, and so does an answer followed by a retraction.
+    ``hedge="reject"`` (default): several different boxed (or tagged) strings give None (the
+    reward compares their values instead: see ``extract_answers``); ``"last"`` keeps the last one
+    (a model correcting itself: "\\boxed{3}, wait, no: \\boxed{5}")."""
+    found = extract_answers(text, fallbacks=fallbacks, hedge=hedge)
+    return found[0] if len(found) == 1 else None

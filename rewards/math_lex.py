@@ -35,7 +35,7 @@ _UNICODE = {
 _CIRCLED = {chr(0x2460 + i): f"{i + 1}," for i in range(20)}
 
 _DROP_RE = re.compile(
-    r"(?<!\\)\\(?:left|right|bigg|Bigg|big|Big)[lr]?(?![a-zA-Z])|\\displaystyle|\\textstyle|(?<!\\)\\[!,;:> ]|\\q?quad(?![a-zA-Z])"
+    r"(?<!\\)\\(?:left|right|bigg|Bigg|big|Big)[lr]?(?![a-zA-Z])|\\displaystyle|\\textstyle|(?<!\\)\\[!,;:> ]"
     r"|\\(?:limits|nolimits)(?![a-zA-Z])|\\[()\[\]]|\$|~"
 )
 _RENAME = [
@@ -53,14 +53,58 @@ _RENAME = [
     (re.compile(r"<sup>(.*?)</sup>"), r"^{\1}"),
     (re.compile(r"\\(?:textdegree|degree|textcirc)(?![a-zA-Z])"), r"\\circ "),
     (re.compile(r",\s*\\!\s*(?=\d{3})"), ""),  # 32,\!349 is one number
+    (re.compile(r"(?<=\d)\{,\}(?=\d{3})"), ""),  # 1{,}000{,}000
+    (re.compile(r"\\not\s*=|\\not\s*\\eq(?![a-zA-Z])"), r"\\ne "),
+    (re.compile(r"\\not\s*\\in(?![a-zA-Z])"), r"\\notin "),
+    # "m = 6 \quad n = 10": a quad between two items separates them
+    (re.compile(r"\\q?quad(?![a-zA-Z])"), " , "),
 ]
+
+
+_SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻", "0123456789+-")
+_SUPERSCRIPT_RE = re.compile("[⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻]+")
+_SUBSCRIPT = str.maketrans("₀₁₂₃₄₅₆₇₈₉", "0123456789")
+_SUBSCRIPT_RE = re.compile("[₀₁₂₃₄₅₆₇₈₉]+")
+_VULGAR = {"½": (1, 2), "⅓": (1, 3), "⅔": (2, 3), "¼": (1, 4), "¾": (3, 4), "⅕": (1, 5), "⅖": (2, 5), "⅗": (3, 5),
+           "⅘": (4, 5), "⅙": (1, 6), "⅚": (5, 6), "⅐": (1, 7), "⅛": (1, 8), "⅜": (3, 8), "⅝": (5, 8), "⅞": (7, 8),
+           "⅑": (1, 9), "⅒": (1, 10)}
+# 0.1\overline{6} = 1/6: a repeating decimal is an exact rational
+_REPEATING_RE = re.compile(r"(\d*)\.(\d*)\s*\\overline\s*(?:\{\s*(\d+)\s*\}|(\d))")
+# FF_{16}: a numeral with letter digits in a base above 10 (204_5 is read by the parser)
+_BASE_RE = re.compile(r"(?<![\\A-Za-z0-9])([0-9A-Za-z]+)_\{?(\d+)\}?")
+
+
+def _repeating(m: re.Match) -> str:
+    whole, fixed, rep = m.group(1) or "0", m.group(2), m.group(3) or m.group(4)
+    num = int(whole + fixed + rep) - int(whole + fixed)
+    return r"\frac{%d}{%d}" % (num, (10 ** len(rep) - 1) * 10 ** len(fixed))
+
+
+def _base(m: re.Match) -> str:
+    digits, base = m.group(1), int(m.group(2))
+    if not (10 < base <= 36) or digits.isdigit() or not (len(digits) > 1 or digits.isupper()):
+        return m.group(0)
+    try:
+        return str(int(digits, base))
+    except ValueError:
+        return m.group(0)
 
 
 def normalize(s: str) -> str:
     # Strings pasted from JSON sometimes lost a backslash to an escape: "\t" became a TAB.
     s = s.replace("\t", "\\t").replace("\x0c", "\\f").replace("\x08", "\\b").replace("\r", "\\r")
-    s = s.replace("\n", " ").replace("\\$", " ")
+    s = s.replace("\n", " ")
+    if "\\$" in s:  # \$5 states its unit: dollars
+        s = re.sub(r"\\\$\s*(-?\d[\d,]*(?:\.\d+)?)", r"\1 \\text{ dollars}", s).replace("\\$", " ")
     s = re.sub(r"\\\\(?=[a-zA-Z])", r"\\", s)  # "\\frac" from double escaping (matrix rows keep "\\ ")
+    s = _SUPERSCRIPT_RE.sub(lambda m: "^{" + m.group(0).translate(_SUPERSCRIPT) + "}", s)
+    s = _SUBSCRIPT_RE.sub(lambda m: "_{" + m.group(0).translate(_SUBSCRIPT) + "}", s)
+    for k, (a, b) in _VULGAR.items():
+        s = s.replace(k, r"\frac{%d}{%d}" % (a, b))
+    if "overline" in s:
+        s = _REPEATING_RE.sub(_repeating, s)
+    if "_" in s:
+        s = _BASE_RE.sub(_base, s)
     for k, v in _UNICODE.items():
         s = s.replace(k, v)
     for k, v in _CIRCLED.items():
@@ -94,7 +138,17 @@ UNITS = set(
     percentage mph kmh kph km/h m/s mps per each only approximately about roughly exactly total th st nd rd""".split()
 )
 WORD_SEPS = {"and": "and", "or": "or"}
-QUALIFIERS = {"for", "where", "when", "with", "if", "since", "because", "which", "that", "such", "whenever"}
+QUALIFIERS = {"for", "where", "with", "since", "because", "which", "that", "such", "regardless", "whatever"}
+# An answer that holds only under a condition offers another value outside it: a hedge.
+CONDITIONALS = {"if", "when", "whenever", "unless", "else", "otherwise", "except", "provided", "assuming",
+                "depending", "elsewhere", "iff", "maybe", "perhaps", "possibly", "probably", "likely", "guess"}
+NEGATIONS = {"not", "no", "never", "neither", "nor", "cannot", "isn", "aren", "doesn", "don", "nothing",
+             "nowhere", "without", "false", "untrue", "wrong", "incorrect", "impossible"}
+NUMBER_WORDS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen".split())}
+NUMBER_WORDS.update({w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())})
+SCALE_WORDS = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9}
 FILLER = {"is", "are", "the", "a", "an", "all", "both", "answer", "final", "thus", "so", "therefore", "hence",
           "solution", "solutions", "value", "values", "equals", "equal", "be", "must", "will", "it", "of", "only"}
 INF_WORDS = {"infinity", "inf", "infinite", "infinitely"}
@@ -110,7 +164,8 @@ class Tok:
     space: bool = False  # whitespace before this token
 
 
-_NUM_AT = re.compile(r"\d+(?:\.\d+)?|\.\d+")
+# 1e100 is scientific notation only when nothing alphanumeric follows (2e is 2 times e)
+_NUM_AT = re.compile(r"(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][+-]?\d+(?![A-Za-z\d]))?")
 
 
 class Lexer:
@@ -151,7 +206,7 @@ class Lexer:
             if self.i >= len(s):
                 return self.toks
             c = s[self.i]
-            if c.isdigit() or (c == "." and self.i + 1 < len(s) and s[self.i + 1].isdigit()):
+            if c in "0123456789" or (c == "." and self.i + 1 < len(s) and s[self.i + 1] in "0123456789"):
                 m = _NUM_AT.match(s, self.i)
                 val = m.group(0)
                 self.i = m.end()
@@ -200,7 +255,13 @@ class Lexer:
     def letters(self, word: str, space: bool) -> None:
         low = word.lower()
         prev = self.toks[-1] if self.toks else self.prev_tok
-        if word in FUNCS or low in ("sqrt", "exp", "ln", "log"):
+        if low in NUMBER_WORDS or low in SCALE_WORDS:
+            self.add("numword", low, space)
+        elif low in CONDITIONALS:
+            self.add("cond", low, space)
+        elif low in NEGATIONS and (len(word) > 2 or self.text_depth or low == "no" and prev is None):
+            self.add("neg", low, space)
+        elif word in FUNCS or low in ("sqrt", "exp", "ln", "log"):
             self.add("fn", low if low in FUNCS else word, space)
         elif low in ("pi",):
             self.add("id", "pi", space)
@@ -237,7 +298,7 @@ class Lexer:
             if self.i < len(s) and s[self.i] == "{":
                 content = self.group()
                 prev = self.toks[-1] if self.toks else None
-                if content.strip() in ("m", "g", "s", "h", "l", "L", "km", "cm", "kg") and prev is not None and prev.kind == "num":
+                if content.strip() in _SHORT_UNITS and prev is not None and prev.kind in ("num", "op"):
                     self.add("unit", content.strip(), space)  # 2.653\,\mathrm{m}: an explicit unit
                     return
                 if name in ("mathrm", "operatorname", "mathit", "mathbf", "bm", "boldsymbol") and re.fullmatch(r"\s*[A-Za-z]\s*", content):
@@ -287,6 +348,9 @@ class Lexer:
             return
         if name == "|":
             raise ParseError("norms are not supported")
+        if name in ("neg", "lnot", "not"):
+            self.add("neg", name, space)
+            return
         if name in ("sqrt", "frac", "binom"):
             self.add("cmd", name, space)
             return
@@ -325,5 +389,38 @@ class Lexer:
             self.add("cmd" if mapped.isalpha() else "op", mapped, space)
 
 
+_SHORT_UNITS = {"m", "g", "s", "h", "l", "L", "km", "cm", "mm", "kg", "mg", "ml", "mL", "min", "hr", "ft", "in", "lb",
+                "oz", "yd", "mi", "d", "wk", "sec", "rad"}
+
+
+def _merge_number_words(toks: list[Tok]) -> list[Tok]:
+    """"twenty-one", "one hundred and five": runs of number words become one number token."""
+    out, k = [], 0
+    while k < len(toks):
+        if toks[k].kind != "numword":
+            out.append(toks[k])
+            k += 1
+            continue
+        total, cur, j, space = 0, 0, k, toks[k].space
+        while j < len(toks):
+            t = toks[j]
+            if t.kind == "numword":
+                if t.val in SCALE_WORDS:
+                    cur = max(cur, 1) * SCALE_WORDS[t.val]
+                    if t.val != "hundred":
+                        total, cur = total + cur, 0
+                else:
+                    cur += NUMBER_WORDS[t.val]
+                j += 1
+            elif (t.val == "-" or t.val == "and" and cur >= 100) and j + 1 < len(toks) and toks[j + 1].kind == "numword":
+                j += 1
+            else:
+                break
+        out.append(Tok("num", str(total + cur), space))
+        k = j
+    return out
+
+
 def tokenize(s: str) -> list[Tok]:
-    return Lexer(normalize(s)).run()
+    toks = Lexer(normalize(s)).run()
+    return _merge_number_words(toks) if any(t.kind == "numword" for t in toks) else toks

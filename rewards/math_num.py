@@ -108,7 +108,7 @@ def _round(x: Fraction, places: int, mode: str) -> Fraction:
 @dataclass(frozen=True)
 class NumPolicy:
     percent: str = "either"  # "either": x% may mean x or x/100; "strict": only x/100; "ignore": only x
-    rounding: bool = True  # a side written with fewer decimals matches the other rounded/truncated to them
+    rounding: bool = False  # a side written with fewer decimals matches the other rounded/truncated to them
     min_sig_exact: int = 4  # significant digits a rounded pred needs against an exact gold
     min_sig_rounded: int = 2  # ... and the coarser side needs when both are rounded decimals
 
@@ -117,15 +117,23 @@ def _candidates(n: Num, policy: NumPolicy) -> list[Num]:
     if not n.percent or policy.percent == "ignore":
         return [Num(n.value, n.decimals)]
     scaled = Num(n.value / 100, None if n.decimals is None else n.decimals + 2)
-    return [scaled] if policy.percent == "strict" else [Num(n.value, n.decimals), scaled]
+    if policy.percent == "strict" or abs(n.value) < 1:
+        # "either" reads 25% as 25 too, but a bare number under 1 is a fraction: 0.25% is not 0.25
+        return [scaled]
+    return [Num(n.value, n.decimals), scaled]
 
 
 def _close(gold: Num, pred: Num, policy: NumPolicy) -> bool:
     if gold.value == pred.value:
         return True
-    if not policy.rounding:
-        return False
     gd, pd = gold.decimals, pred.decimals
+    if not policy.rounding:
+        # the reference's own rounding: an exact answer (20/3, sqrt(2)-1) that a decimal gold with
+        # >= 3 significant digits rounds or truncates (6.67, 41.4%) is right; a decimal answer is
+        # never rounded to fit, so 0.13 is not 0.125 and 0.6667 is not 2/3
+        if gd and pd is None and gold.sig_digits >= 3:
+            return any(_round(pred.value, gd, m) == gold.value for m in ("round", "trunc"))
+        return False
     if gd is None and gold.value.denominator == 1:
         return False  # an integer gold is exact: 9.999999999999999 is not 10
     if pd is None and gd is not None and gd >= 2 and pred.value.denominator == 1:
@@ -148,4 +156,7 @@ def _close(gold: Num, pred: Num, policy: NumPolicy) -> bool:
 
 
 def numbers_equal(gold: Num, pred: Num, policy: NumPolicy = NumPolicy()) -> bool:
+    if gold.percent and pred.percent:
+        # both in percent: 25% is not 0.25% ("either" reads one side's sign, never both differently)
+        return _close(Num(gold.value, gold.decimals), Num(pred.value, pred.decimals), policy)
     return any(_close(g, p, policy) for g in _candidates(gold, policy) for p in _candidates(pred, policy))

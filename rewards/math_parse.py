@@ -35,6 +35,7 @@ class E:
     num: Num | None = None  # set when the item is one number literal (keeps its written precision)
     pct: bool = False
     deg: bool = False
+    unit: tuple = ()  # the unit words after the value ("kg",), ("square", "feet"), ("m", "^3")
 
 
 @dataclass
@@ -152,8 +153,17 @@ def _is_expr(x) -> bool:
 
 
 class Parser:
-    def __init__(self, toks: list[Tok], complex_i: bool = True):
+    def __init__(self, toks: list[Tok], complex_i: bool = True, func_letters=FUNC_LETTERS):
         self.t, self.k, self.depth, self.complex_i, self.pm_count = toks, 0, 0, complex_i, 0
+        self.func_letters = func_letters
+        # where the answer is defined, recorded as written: sympy folds e^{\ln x} into x and
+        # (\sqrt x)^2 into x, which would hide that they are undefined for x < 0
+        self.domain: list[tuple[str, object]] = []
+
+    def need(self, kind: str, arg):
+        """Record a domain condition ("ge0", "gt0", "abs1") on a symbolic argument."""
+        if isinstance(arg, sp.Expr) and arg.free_symbols and len(self.domain) < 32:
+            self.domain.append((kind, arg))
 
     # -- helpers
     def peek(self, off=0) -> Tok | None:
@@ -187,6 +197,15 @@ class Parser:
 
     # -- grammar
     def parse(self):
+        for t in self.t:
+            if t.kind == "cond":
+                raise ParseError("a conditional answer offers another value: a hedge")
+            if t.kind == "neg":
+                raise ParseError("a negated answer is compared as text")
+        cases = [k for k, t in enumerate(self.t) if t.kind == "qual" and t.val == "for" and not (
+            k + 1 < len(self.t) and self.t[k + 1].val.lower() in ("all", "every", "each", "any", "forall"))]
+        if len(cases) > 1:  # "7 for k >= 2, 1 for k = 1"; "for all x" is no case
+            raise ParseError("values for several cases: a hedge")
         self.skip_noise()
         node = self.answer_list(())
         if self.k != len(self.t):
@@ -205,11 +224,16 @@ class Parser:
         items = []
         while True:
             self.skip_noise()
+            if not items and self.at("sep"):
+                raise ParseError("a list that starts with 'and'/'or'")  # 7 (or 1)
             while self.at_sep():
                 self.k += 1
                 self.skip_noise()
             if self.peek() is None or (self.peek().kind == "op" and self.peek().val in closers):
                 break
+            if items and self.at("cmd", "forall"):  # "f(x) = 2x+1, \forall x": a qualifier
+                self.skip_qualifier(closers)
+                continue
             items.append(self.item(closers))
             self.skip_noise()
             if self.at_sep():
@@ -236,6 +260,9 @@ class Parser:
                 return
             elif depth == 0 and t.kind == "op" and t.val == "," and self.at("sep", None, 1):
                 return
+            elif depth == 0 and t.kind == "op" and t.val == ",":
+                # "2 with multiplicity 2, x = 3": where the qualifier ends is unknowable
+                raise ParseError("a list inside a qualifier")
             self.k += 1
 
     def item(self, closers):
@@ -243,12 +270,14 @@ class Parser:
         try:
             if self.at("cmd", "forall"):
                 raise ParseError("quantified statements are compared as text")
-            words = []
+            words, units, label = [], [], None
             # "Minimum: 1", "Sequence 1: ..." -- a leading label ends with ':' (a ratio has numbers on both sides)
             j = self.k
             while j < len(self.t) and self.t[j].kind in ("word", "num", "id") and j - self.k < 4:
                 j += 1
             if j > self.k and j < len(self.t) and self.t[j].val in (":", "=") and any(t.kind == "word" for t in self.t[self.k: j]):
+                named = [t.val.lower() for t in self.t[self.k: j] if t.val.lower() not in FILLER]
+                label = " ".join(named) if named else None  # "Maximum: 5" names its value; "Answer: 5" does not
                 self.k = j + 1
             args, ops = [self.setexpr(closers)], []
             while True:
@@ -264,26 +293,34 @@ class Parser:
                     ops.append(op)
                     args.append(self.setexpr(closers))
                     continue
-                if t.kind == "qual":
+                if t.kind == "qual" or t.kind == "cmd" and t.val == "forall":
                     self.skip_qualifier(closers)
+                    continue
+                if t.kind == "op" and t.val == "(" and self.at("qual", None, 1):  # "a = 4 (since a > 0)"
+                    self.k += 1
+                    self.skip_qualifier((")",))
+                    self.expect(")")
                     continue
                 if t.kind == "unit":
                     self.k += 1
+                    units.append(t.val)
                     if self.at_op("^"):  # square units: 864 \mbox{ inches}^2
                         self.k += 1
-                        self.group_tokens()
+                        units.append("^" + "".join(x.val for x in self.group_tokens()))
                     continue
                 if t.kind == "word":
-                    # trailing words after a number ("7 stuffed goats") are decoration; after
+                    # trailing words after a number ("7 stuffed goats") name what is counted; after
                     # anything else they are a sentence, compared as text
                     if self.t[self.k - 1].kind != "num" and not (self.t[self.k - 1].val == "}" and self.k >= 2 and self.t[self.k - 2].kind == "num"):
                         raise ParseError("words")
                     while self.at("word") or self.at("unit"):
-                        self.k += 1
+                        units.append(self.next().val)
                     continue
                 break
+            if units:
+                args[-1] = self.with_unit(args[-1], units)
             if not ops:
-                return args[0]
+                return args[0] if label is None else Rel(["="], [E(sym(label)), args[0]])
             if all(o == ":" for o in ops) and len(args) == 2:
                 a, b = _unwrap(args[0]), _unwrap(args[1])
                 if _is_expr(a) and _is_expr(b):
@@ -315,6 +352,21 @@ class Parser:
             return Rel(ops, args)
         finally:
             self.depth -= 1
+
+    def with_unit(self, node, units):
+        """The value with its unit attached; degrees become the angle flag, radians go."""
+        words = [u.lower() for u in units]
+        v = _unwrap(node)
+        if not _is_expr(v):
+            return node
+        n = node.num if isinstance(node, E) else None
+        pct = isinstance(node, E) and node.pct
+        deg = isinstance(node, E) and node.deg or any(w in ("degrees", "degree", "deg") for w in words)
+        if any(w in ("percent", "pct", "percentage") for w in words):
+            pct, n = True, None if n is None else Num(n.value, n.decimals, True)
+        words = ["rad" if w in ("radians", "radian") else w for w in words
+                 if w not in ("degrees", "degree", "deg", "percent", "pct", "percentage")]
+        return E(v, n, pct, deg, tuple(words))
 
     def setexpr(self, closers):
         left = self.expr(closers)
@@ -383,6 +435,8 @@ class Parser:
             return left
 
     def mul(self, a, b, op):
+        if isinstance(a, E) and a.deg or isinstance(b, E) and b.deg:  # 2\pi^\circ: the product is in degrees
+            return E(self.mul(_unwrap(a), _unwrap(b), op), deg=True)
         if isinstance(a, E):
             a = a.expr
         if isinstance(b, E):
@@ -406,7 +460,7 @@ class Parser:
         if t.kind == "cmd" and t.val in ("frac", "sqrt", "binom", "lceil", "lfloor", "empty"):
             return True
         if t.kind == "op" and t.val in ("(", "{", "\\{") and t.val not in closers:
-            return True
+            return not (t.val == "(" and self.at("qual", None, 1))
         if t.kind == "op" and t.val == "[" and not t.space:
             return False
         return False
@@ -454,6 +508,8 @@ class Parser:
                     continue
                 if not _is_expr(b):
                     raise ParseError("power of a tuple")
+                if exp.is_Rational and not exp.is_integer and exp.q % 2 == 0:
+                    self.need("ge0", b)
                 base = _safe_pow(b, exp)
             while self.at_op("%"):
                 self.next()
@@ -596,7 +652,7 @@ class Parser:
             return self.matrix(t.val)
         if t.kind == "cmd":
             if t.val == "frac":
-                a, b = _unwrap(self.group_expr()), _unwrap(self.group_expr())
+                a, b = self.group_expr(), self.group_expr()
                 return self.mul(a, b, "/")
             if t.val == "sqrt":
                 index = None
@@ -608,9 +664,12 @@ class Parser:
                 if not _is_expr(arg):
                     raise ParseError("sqrt of a tuple")
                 if index is None:
+                    self.need("ge0", arg)
                     return sp.sqrt(arg)
                 if not (_is_expr(index) and index.is_Integer and 1 < index < 100):
                     raise ParseError("bad root index")
+                if index % 2 and not arg.is_Number:
+                    return sp.real_root(arg, index)  # \sqrt[3]{x^3} is x for every real x
                 return sp.root(arg, index) if not (arg.is_Number and arg < 0 and index % 2) else -sp.root(-arg, index)
             if t.val in ("binom", "choose"):
                 a, b = _unwrap(self.group_expr()), _unwrap(self.group_expr())
@@ -658,7 +717,7 @@ class Parser:
             return sp.I
         if name in ("pi", "oo"):
             return CONSTS[name]
-        if name in FUNC_LETTERS and self.at_op("("):
+        if name in self.func_letters and self.at_op("("):
             # f(x): an applied function (only for the letters answers use as function names)
             save = self.k
             self.next()
@@ -677,7 +736,15 @@ class Parser:
 
     def function(self, name: str, closers):
         if name in ("sqrt",) and self.at_op("{"):
-            return sp.sqrt(_unwrap(self.group_expr()))
+            arg = _unwrap(self.group_expr())
+            self.need("ge0", arg)
+            return sp.sqrt(arg)
+        if name in ("max", "min") and not self.at_op("(") and not self.at_op("{"):
+            # "\max = 7", "\max f = 4": the name of a value, not a call
+            if self.at_op("="):
+                return sym(name)
+            if self.at("id") and self.at_op_at(1, "="):
+                return sym(f"{name} {self.next().val}")
         power = None
         base = None
         if name in ("log", "lg") and self.at_op("_"):
@@ -712,8 +779,13 @@ class Parser:
         elif len(vals) != 1:
             raise ParseError(f"{name} takes one argument")
         elif base is not None:
+            self.need("gt0", vals[0])
             val = sp.log(vals[0], base)
         else:
+            kind = {"ln": "gt0", "log": "gt0", "sqrt": "ge0", "arcsin": "abs1", "asin": "abs1", "arccos": "abs1",
+                    "acos": "abs1"}.get(name)
+            if kind:
+                self.need(kind, vals[0])
             val = f(vals[0])
         if power is not None:
             if power == -1 and name in ("sin", "cos", "tan"):
@@ -733,7 +805,7 @@ class Parser:
         for r in rows:
             row = []
             for c in r.split("&"):
-                node = Parser(tokenize(c), self.complex_i).parse()
+                node = Parser(tokenize(c), self.complex_i, self.func_letters).parse()
                 v = _unwrap(node)
                 if not _is_expr(v):
                     raise ParseError("bad matrix cell")
@@ -794,8 +866,14 @@ def _combine(terms):
     return total
 
 
-def parse_answer(s: str):
+def parse_answer(s: str, func_letters=FUNC_LETTERS):
     """The answer tree of ``s``; raises ParseError, or TooLarge for inputs over the size guards."""
+    return parse_with_domain(s, func_letters)[0]
+
+
+def parse_with_domain(s: str, func_letters=FUNC_LETTERS) -> tuple[object, list]:
+    """The answer tree of ``s`` and its domain conditions as written ((kind, argument) pairs:
+    "ge0" under a square root, "gt0" under a log, "abs1" under arcsin/arccos)."""
     try:
         toks = tokenize(s)
     except RecursionError:  # \text{\text{...}} nested hundreds deep
@@ -805,7 +883,8 @@ def parse_answer(s: str):
     # "i" is the imaginary unit unless it is clearly an index (x_i, a sum over i)
     complex_i = not re.search(r"_\{?i\b|\\sum", s)
     try:
-        node = Parser(toks, complex_i).parse()
+        parser = Parser(toks, complex_i, func_letters)
+        node = parser.parse()
     except (ParseError, TooLarge):
         raise
     except RecursionError:
@@ -813,7 +892,7 @@ def parse_answer(s: str):
     except (TypeError, ValueError, AttributeError, ArithmeticError, IndexError, KeyError, NotImplementedError) as exc:
         # sympy refusing a combination (a scalar plus a matrix, ...) is an unreadable answer
         raise ParseError(f"{type(exc).__name__}: {exc}") from None
-    return _finish(node)
+    return _finish(node), parser.domain
 
 
 def _finish(node):
@@ -841,8 +920,17 @@ _WORD_RE = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?|[-+*/=<>^]")
 _STOP = {"the", "a", "an", "is", "are", "of", "to", "and", "or", "it", "be", "will", "in", "on", "at", "by", "for", "as"}
 
 
+_PHRASES = [(re.compile(p), r) for p, r in (
+    (r"\bnot possible\b", "impossible"), (r"\b(?:does not|doesn'?t|do not|don'?t) exist\b", "dne"),
+    (r"\bcan ?not\b|\bcan'?t\b", "cannot"), (r"\bis not\b|\bisn'?t\b", "not"),
+)]
+
+
 def text_words(s: str) -> list[str]:
-    """Lower-cased content words (and operator signs) of a text answer, LaTeX wrappers removed."""
+    """Lower-cased content words (and operator signs) of a text answer, LaTeX wrappers removed;
+    a few fixed phrases read as one word ("does not exist" is "DNE")."""
     s = re.sub(r"\\(?:text|mbox|textbf|mathrm|textit|emph)\s*", " ", s)
-    s = re.sub(r"\\[a-zA-Z]+", " ", s)
-    return [w for w in _WORD_RE.findall(s.lower()) if w not in _STOP]
+    s = re.sub(r"\\[a-zA-Z]+", " ", s).lower()
+    for pat, rep_ in _PHRASES:
+        s = pat.sub(rep_, s)
+    return [w for w in _WORD_RE.findall(s) if w not in _STOP]

@@ -26,7 +26,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
     [
         (r"so \boxed{42}.", "42"),
         (r"\boxed{\frac{1}{2}}", r"\frac{1}{2}"),
-        (r"first \boxed{3} then, wait, no: \boxed{5}", None),  # two different final answers: a hedge
+        (r"first \boxed{3} then, wait, no: \boxed{5}", "5"),  # the first answer is taken back: not a hedge
+        (r"first \boxed{3} then \boxed{5}", None),  # two different final answers: a hedge
         (r"\boxed{0.5}, that is \boxed{\frac{1}{2}}", r"\frac{1}{2}"),  # one value written twice
         (r"\boxed{0.5}, that is \boxed{0.25}", None),
         (r"so \boxed{4}. Indeed \boxed{4}", "4"),  # the same answer twice is no hedge
@@ -298,9 +299,12 @@ def test_gsm8k_labelled_completions_agree_100_percent():
 def test_hardverify_math_recall_and_specificity():
     data = json.loads((SHARED / "hardverify_math" / "HardVerify-Math.json").read_text())
     pairs = [(d["ground_truth"], d["fn_output"]) for d in data] + [(d["ground_truth"], d["tn_output"]) for d in data]
-    verdicts = check_batch(pairs, timeout=3.0)
     n = len(data)
-    recall = sum(v.equal for v in verdicts[:n]) / n
-    specificity = sum(not v.equal for v in verdicts[n:]) / n
-    assert recall >= 0.80, recall
-    assert specificity >= 0.99, specificity
+    # exact precision (the reward's default) and the opt-in rounded policy; the one accepted
+    # "wrong" answer is label noise (id 52: the pred set equals the gold)
+    for policy, min_recall in (({}, 0.80), ({"precision": "rounded"}, 0.84)):
+        verdicts = check_batch(pairs, timeout=3.0, **policy)
+        recall = sum(v.equal for v in verdicts[:n]) / n
+        specificity = sum(not v.equal for v in verdicts[n:]) / n
+        assert recall >= min_recall, (policy, recall)
+        assert specificity >= 0.995, (policy, specificity)
