@@ -21,6 +21,7 @@ import re
 MAX_TEXT = 200_000  # characters scanned from the end of a completion; a longer text is cut
 MAX_ANSWER = 2_000  # an extracted answer longer than this is not an answer
 MAX_ANCHORS = 64  # fallback anchors tried, from the end
+MAX_CANDIDATES = 8  # more different final answers than this is a spray: no answer
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*(\{|\s)")
 
@@ -215,9 +216,11 @@ def extract_answers(text, fallbacks: bool | tuple[str, ...] | list[str] = False,
     if hedge == "last":
         return [last]
     out = [last]
-    for c, _, _ in cands[:-1]:
+    for c, _, _ in reversed(cands[:-1]):
         if c is not None and len(c) <= MAX_ANSWER and not any(_same_answer(c, o) for o in out):
             out.insert(0, c)
+            if len(out) > MAX_CANDIDATES:
+                return []
     return out
 
 

@@ -82,6 +82,7 @@ def _degenerate(n: int) -> dict[str, str]:
         "unclosed boxes": "\\boxed{" * (n // 7),
         "nested boxes": "\\boxed{" * (n // 14) + "}" * (n // 28),
         "closed boxes": "\\boxed{1} x " * (n // 12),
+        "distinct boxes": " ".join(f"\\boxed{{{i}}} x" for i in range(n // 14)),
         "answer tags": "<answer>" * (n // 8),
         "think tags": "<think>\\boxed{1}</think>" * (n // 24),
         "retractions": "\\boxed{9} wait " * (n // 15),
@@ -105,6 +106,6 @@ def test_extraction_is_linear_and_bounded():
         worst[name] = best
     assert max(worst.values()) < 0.25, worst
     t = time.perf_counter()
-    rewards = accuracy_reward(completions=list(_degenerate(64_000).values()), answer=["1"] * 10)
+    rewards = accuracy_reward(completions=list(_degenerate(64_000).values()), answer=["1"] * 11)
     assert time.perf_counter() - t < 2.0
     assert rewards.count(1.0) <= 2  # only the clean closed-box / answer-line texts can score
