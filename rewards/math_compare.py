@@ -31,17 +31,24 @@ _RNG_SEED = 20240601
 # ---------------------------------------------------------------- entry point
 
 def _canon(s: str) -> str:
+    """The answer as a string that only differs from another's when the text does: wrappers and
+    spacing go, braces stay (2^{n+1} is not 2^n+1), and so does one space between two
+    alphanumerics (1 2 is not 12); case matters (x is not X)."""
     s = normalize(s)
     s = re.sub(r"\\(?:text|mbox|mathrm|textbf)\s*\{([^{}]*)\}", r"\1", s)
-    return re.sub(r"\s+|\{|\}", "", s)  # case matters: x is not X
+    s = re.sub(r"([\^_])\{\s*([A-Za-z0-9])\s*\}", r"\1\2", s)  # 3^{x} is 3^x
+    s = re.sub(r"(?<=[A-Za-z0-9])\s+(?=[A-Za-z0-9])", " ", s)
+    return re.sub(r"(?<![A-Za-z0-9])\s+|\s+(?![A-Za-z0-9])", "", s)
 
 
 # "no solution", "there are no real roots", "none": the empty set
 _NO_SOLUTION_RE = re.compile(
-    r"(?:there\s+(?:is|are|exists?)\s+)?(?:no|none)\s*(?:real\s+|integer\s+|such\s+|possible\s+|valid\s+|positive\s+)?"
-    r"(?:solutions?|roots?|values?|answers?|such\s+\w+|x|numbers?|pairs?)?(?:\s+exists?)?|\\emptyset|\\varnothing|\\\{\s*\\\}|\{\s*\}|∅",
+    r"(?:there\s+(?:is|are|exists?)\s+)?(?:none|no\s*(?:real\s+|integer\s+|such\s+|possible\s+|valid\s+|positive\s+)?"
+    r"(?:solutions?|roots?|values?|answers?|such\s+\w+|x|numbers?|pairs?))(?:\s+exists?)?|\\emptyset|\\varnothing|\\\{\s*\\\}|\{\s*\}|∅",
     re.I,
 )
+# "all real numbers": the real line
+_ALL_REALS_RE = re.compile(r"(?:x\s*\\in\s*)?(?:all|any|every)\s+real\s+(?:numbers?|values?|x)|\\mathbb\s*\{?R\}?|all\s+reals", re.I)
 # "(B) 12", "\text{Option B}", "B." for the multiple-choice gold "B"
 _CHOICE_GOLD_RE = re.compile(r"\(?([A-J])\)?")
 _CHOICE_PRED_RE = re.compile(r"(?:(?:option|choice|answer)\s*:?\s*)?(?:\(([A-J])\)|([A-J])(?:[.:)]|$))\s*(.*)", re.I)
@@ -50,6 +57,13 @@ _CHOICE_PRED_RE = re.compile(r"(?:(?:option|choice|answer)\s*:?\s*)?(?:\(([A-J])
 def _plain(s: str) -> str:
     s = re.sub(r"\\(?:text|mbox|textbf|mathrm|textrm)\s*\{([^{}]*)\}", r"\1", normalize(s))
     return re.sub(r"\s+", " ", s).strip().rstrip(".").strip()
+
+
+def _set_words(s: str) -> str:
+    plain = _plain(s)
+    if _NO_SOLUTION_RE.fullmatch(plain):
+        return r"\emptyset"
+    return r"\mathbb{R}" if _ALL_REALS_RE.fullmatch(plain) else s
 
 
 def _choice(gold: str, pred: str) -> bool | None:
@@ -63,8 +77,8 @@ def _choice(gold: str, pred: str) -> bool | None:
     letter, rest = pm.group(1) or pm.group(2), pm.group(3)
     if pm.group(2) and pm.group(2) != pm.group(2).upper():
         return None  # a lower-case letter without parentheses is a variable
-    if re.search(r"\(\s*[A-J]\s*\)|\b(?:or|and)\b|\b[A-J]\b[.:)]", rest):
-        return False  # "(B) or (C)": two choices
+    if re.search(r"\b[A-J]\b|\b(?:or|and|also|plus)\b|[/&]", rest):
+        return False  # "(B) or (C)", "(B) D", "(B)/D": two choices
     return letter.upper() == m.group(1)
 
 
@@ -75,8 +89,7 @@ def check_pair(gold: str, pred: str, policy: dict) -> tuple[str, str | None]:
     choice = _choice(gold, pred)
     if choice is not None:
         return ("equal", None) if choice else ("not_equal", None)
-    gold = r"\emptyset" if _NO_SOLUTION_RE.fullmatch(_plain(gold)) else gold
-    pred = r"\emptyset" if _NO_SOLUTION_RE.fullmatch(_plain(pred)) else pred
+    gold, pred = _set_words(gold), _set_words(pred)
     verdict = _check_parsed(gold, pred, pol, FUNC_LETTERS)
     if verdict[0] == "not_equal" and verdict[1] is None and _AMBIGUOUS_CALL_RE.search(gold + " " + pred):
         # p(1-p), P(1+r)^n: a single letter before "(" may be a factor, not a function
@@ -86,7 +99,8 @@ def check_pair(gold: str, pred: str, policy: dict) -> tuple[str, str | None]:
     return verdict
 
 
-_AMBIGUOUS_CALL_RE = re.compile(r"(?<![A-Za-z\\])[pqPQTFGH]\s*\(")
+# only a call whose argument is a sum or difference: P(3) stays the value of P at 3
+_AMBIGUOUS_CALL_RE = re.compile(r"(?<![A-Za-z\\])[pqPQTFGH]\s*\([^()]*[-+][^()]*\)")
 
 
 def _check_parsed(gold: str, pred: str, pol, func_letters) -> tuple[str, str | None]:
@@ -220,7 +234,7 @@ def _strip_label(node):
     if isinstance(node, Rel) and node.ops == ["="] and _is_label(node.args[1]) and _is_constant(node.args[0]):
         return node.args[0]  # "3 = x"
     if isinstance(node, Lst):
-        return Lst([_strip_label(x) for x in node.items])
+        return Lst([_strip_label(x) for x in node.items], node.joins)
     return node
 
 
@@ -234,6 +248,8 @@ def _named(node) -> dict | None:
     items = node.items if isinstance(node, Lst) else [node]
     out: dict = {}
     for x in items:
+        if isinstance(x, Rel) and x.ops == ["="] and len(x.args) == 2 and _is_label(x.args[1]) and _is_constant(x.args[0]):
+            x = Rel(["="], [x.args[1], x.args[0]])  # "4 = q"
         if not (isinstance(x, Rel) and x.ops == ["="] and _is_label(x.args[0])):
             return None
         lhs, rhs = x.args
@@ -273,10 +289,13 @@ class Cmp:
         if gn is not None and pn is not None and (len(gn) > 1 or len(pn) > 1):
             # both sides name several values: p = 9, q = 4 is not p = 4, q = 9
             return gn.keys() == pn.keys() and all(self.multiset_eq(gn[k], pn[k]) for k in gn)
-        if gn is not None and len(gn) > 1 and all(len(v) == 1 for v in gn.values()) and isinstance(p, Lst) \
-                and len(p.items) == len(gn) and _named(p.items[0]) is None:
-            # a gold naming its values against a bare list: the list answers in the gold's order
-            return self.seq_eq([v[0] for v in gn.values()], p.items)
+        if gn is not None and len(gn) > 1 and isinstance(p, Lst):
+            named = [_named(x) is not None for x in p.items]
+            if any(named):
+                return False  # "p = 9, q = 4, 4": names mixed with bare values
+            if all(len(v) == 1 for v in gn.values()) and len(p.items) == len(gn):
+                # a gold naming its values against a bare list: the list answers in the gold's order
+                return self.seq_eq([v[0] for v in gn.values()], p.items)
         if isinstance(g, Rel) and isinstance(p, Rel) and self.rel_eq(g, p):
             return True
         g2, p2 = _strip_label(g), _strip_label(p)
@@ -304,8 +323,13 @@ class Cmp:
                     return self.seq_eq(g.items, [_strip_label(x) for x in p.items])
                 gi = [_strip_label(x) for x in gi]
                 pi = [_strip_label(x) for x in pi]
+                if isinstance(g, Lst) and isinstance(p, Lst) and {g.joins, p.joins} == {frozenset({"and"}), frozenset({"or"})}:
+                    return False  # "A and B" is not "A or B"
                 if self.pol.ordered_lists and isinstance(g, Lst) and isinstance(p, Lst):
                     return len(gi) == len(pi) and self.seq_eq(gi, pi)
+                if isinstance(g, SetN) and isinstance(p, SetN) or all(isinstance(x, Tup) for x in gi + pi):
+                    # \{1, 1, 2\} is the set \{1, 2\}; a solution tuple listed twice is one solution
+                    gi, pi = _dedupe(gi), _dedupe(pi)
                 return self.multiset_eq(gi, pi)
         if self._set_like(g) or self._set_like(p):
             if isinstance(g, Tup) and isinstance(p, Tup):
@@ -326,7 +350,7 @@ class Cmp:
         return len(a) == len(b) and all(self.node_eq(x, y) for x, y in zip(a, b))
 
     def multiset_eq(self, a, b) -> bool:
-        a, b = _dedupe(a), _dedupe(b)
+        # repeats count: 2, 2, 3 is not 2, 3, 3
         if len(a) != len(b) or len(a) > MAX_ITEMS:
             return False
         used = [False] * len(b)
@@ -624,7 +648,8 @@ class Cmp:
         # evalf with subs, not lambdify: lambdify exec()s generated source, and the symbol names
         # here come from model text
         for _ in range(_POINT_TRIES):
-            pt = {s_: sp.Float(self.rng.choice(_POINTS) * self.rng.uniform(0.93, 1.07), 30) for s_ in syms}
+            # exact rational points: an agreement to 30 digits is then confirmed exactly below
+            pt = {s_: sp.Rational(round(self.rng.choice(_POINTS) * self.rng.uniform(0.93, 1.07) * 1000), 1000) for s_ in syms}
             try:
                 av = complex(a.evalf(30, subs=pt))
             except (TypeError, ValueError, OverflowError, ZeroDivisionError):
@@ -642,6 +667,8 @@ class Cmp:
                 return False
             if d != d or abs(d) > 1e-20 * max(1.0, abs(av)):
                 return False
+            if agreed < _POINTS_EXACT and not self.numeric_zero(a.subs(pt), b.subs(pt)):
+                return False  # x^2 + 10^{-25} x is not x^2: the difference is below 30 digits, not zero
             agreed += 1
             if agreed == _POINTS_NEEDED:
                 return True
@@ -677,6 +704,7 @@ _POINTS = (-61.7, -13.3, -4.9, -2.2, -1.37, -0.81, -0.44, -0.12, 0.07, 0.19, 0.3
            1.28, 2.47, 3.9, 7.3, 16.1, 57.9)
 _POINT_TRIES = 60
 _POINTS_NEEDED = 10
+_POINTS_EXACT = 2  # agreeing points whose difference is also decided exactly (numeric_zero)
 
 
 def _has_pi(v) -> bool:
@@ -688,8 +716,10 @@ def _subs_node(node, mapping):
         return E(node.expr.subs(mapping), node.num, node.pct, node.deg, node.unit) if isinstance(node.expr, sp.Basic) else node
     if isinstance(node, Rel):
         return Rel(node.ops, [_subs_node(a, mapping) for a in node.args])
-    if isinstance(node, (Lst, SetN)):
-        return type(node)([_subs_node(a, mapping) for a in node.items])
+    if isinstance(node, Lst):
+        return Lst([_subs_node(a, mapping) for a in node.items], node.joins)
+    if isinstance(node, SetN):
+        return SetN([_subs_node(a, mapping) for a in node.items])
     if isinstance(node, Tup):
         return Tup([_subs_node(a, mapping) for a in node.items], node.open, node.close)
     return node
@@ -710,7 +740,7 @@ def _vector(n):
 
 
 def _dedupe(items):
-    """Drop literal repeats (a listed solution twice is still one solution)."""
+    """Drop literal repeats (a set lists an element once however often it is written)."""
     out, seen = [], set()
     for x in items:
         k = _key(x)

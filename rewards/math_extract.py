@@ -22,6 +22,7 @@ MAX_TEXT = 200_000  # characters scanned from the end of a completion; a longer 
 MAX_ANSWER = 2_000  # an extracted answer longer than this is not an answer
 MAX_ANCHORS = 64  # fallback anchors tried, from the end
 MAX_CANDIDATES = 8  # more different final answers than this is a spray: no answer
+MAX_LIST = 64  # boxes joined into one list answer
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*(\{|\s)")
 
@@ -41,31 +42,73 @@ ALL_FALLBACKS = tuple(FALLBACKS)
 # Separators that may sit between boxes that together form one multi-part answer.
 _JOINER_RE = re.compile(r"^[\s,;$.]*(?:,|;|\band\b|\bor\b|&|\\text\{\s*(?:and|or|,)\s*\})?[\s,;$]*$", re.I)
 
-# What a model writes when it takes back the answer it just gave. Strong phrases always retract;
-# a doubt ("wait", "hmm", "let me recheck") retracts unless the text goes on to confirm.
-_STRONG_RE = re.compile(
-    r"\b(?:wrong|incorrect|erroneous|oops|scratch that|on second thought|never ?mind|disregard|retract\w*"
-    r"|miscalculat\w*|miscount\w*|typo|correction|should (?:be|have been|read|instead)|instead,"
-    r"|(?:made|make|was|is|there's) an? (?:mistake|error|slip)|my (?:mistake|error|bad)"
-    r"|(?:can'?t|cannot|isn'?t|is not|not) (?:be )?(?:right|correct)|not the (?:right |correct )?answer"
-    r"|the (?:correct|right|real|actual|true) (?:answer|value|result) is|let me (?:redo|re-do|start over|fix)"
-    r"|it is actually|it's actually|is actually)\b",
+# What follows a final answer decides whether it stands.
+# Taken back: "that's wrong", "I take that back", "No! It's 10".
+_RETRACT_RE = re.compile(
+    r"\b(?:oops|nope|scratch that|on second thought|never ?mind|disregard|retract\w*|take (?:that|it) back"
+    r"|upon reflection|let me (?:redo|re-do|start over|fix|revise)|miscalculat\w*|miscount\w*|misread\w*|typo"
+    r"|I (?:think I )?double-?counted|(?:mistake|error) (?:above|here|earlier)|there(?: i|')s an? (?:mistake|error)"
+    r"|(?:that|this|it|which|that's|this is|it's|answer is|was) (?:wrong|incorrect|not (?:right|correct))"
+    r"|(?:can'?t|cannot|isn'?t|is not) (?:be )?(?:right|correct)|(?:made|make) an? (?:mistake|error|slip)"
+    r"|my (?:mistake|error|bad))\b|\bcorrection\s*[:,]|\bno\s*[!,]|不对|错了|其实|实际上|\ben fait\b|\bplutôt\b|\ben realidad\b",
     re.I,
 )
-_DOUBT_RE = re.compile(r"\b(?:wait|actually|hmm+|re-?check\w*|reconsider\w*|re-?(?:calculat|comput|evaluat|examin)\w*"
-                       r"|let me (?:double-?check|check|verify|see)|but no|no,)", re.I)
-_CONFIRM_RE = re.compile(r"\b(?:yes|correct|right|confirm\w*|checks out|verified|indeed|holds|consistent)\b|✓|✔", re.I)
+# Hedged: another value is kept open ("maybe 9", "otherwise 1", "though 9 is also plausible").
+_HEDGE_RE = re.compile(r"\b(?:maybe|perhaps|possibly|probably|though|although|alternatively|otherwise|else|unless"
+                       r"|depending|assuming|plausible|in the other case)\b", re.I)
+# A doubt: the answer stands only if the text comes back to it ("Wait, let me double-check:
+# 4 + 5 = 9. Yes." keeps 9; "Wait, using the right triangle we get 10" does not).
+_DOUBT_RE = re.compile(
+    r"\b(?:wait|hmm+|err|re-?check\w*|reconsider\w*|re-?(?:calculat|comput|evaluat|examin|do)\w*|revis\w*"
+    r"|let me (?:double-?check|check|verify|see|confirm)|is (?:that|this|it) (?:right|correct)|contradict\w*"
+    r"|I mean|instead|(?:it|that|this|answer) is actually)\b"
+    r"|(?:^|[.!?;:]\s*)actually\b|\bactually,|等等|应该|\battends?\b|\bespera\b",
+    re.I,
+)
+# A condition or a new statement of the answer: it must agree with the boxed value.
+_STATEMENT_RE = re.compile(r"\b(?:if|when|whenever|except|for(?!\s+(?:all|every|each|any)\b)|(?:final\s+)?answer"
+                           r"(?:\s+is|\s*:)|it is|it's|should (?:be|have been|read))|答案", re.I)
+_CONFIRM_RE = re.compile(r"\b(?:yes|that'?s right|that is right|is correct|confirm(?:s|ed)|checks out|verified"
+                         r"|(?:seems|looks) (?:right|correct|good))\b|✓|✔", re.I)
+_NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?(?:\s*/\s*\d+)?")
+_STATED_RE = re.compile(r"(?:answer(?:\s+is|\s*:)|it is|it's)\s*(.{1,200}?)\s*(?:[.;!?\n]|$)", re.I)
 
 
-# Another value offered after the final answer: "\boxed{7} for k >= 2, otherwise 1" is a hedge.
-_ALTERNATIVE_RE = re.compile(r"\b(?:otherwise|else|unless|alternatively|or (?:possibly|maybe|perhaps)"
-                             r"|except (?:when|if|for))\b", re.I)
+def _last(pattern: re.Pattern, text: str, pos: int = 0):
+    m = None
+    for m in pattern.finditer(text, pos):
+        pass
+    return m
 
 
-def _retracted(tail: str) -> bool:
-    if _STRONG_RE.search(tail):
-        return True
-    return bool(_DOUBT_RE.search(tail)) and not _CONFIRM_RE.search(tail)
+def _fate(tail: str, answer: str) -> str:
+    """What the text after ``answer`` does to it: "stands", "retracted" (taken back, or a doubt
+    or statement that ends elsewhere) or "hedged" (another value kept open)."""
+    if _HEDGE_RE.search(tail):
+        return "hedged"
+    if _RETRACT_RE.search(tail):
+        return "retracted"
+    doubt, stated = _last(_DOUBT_RE, tail), _last(_STATEMENT_RE, tail)
+    if doubt is None and stated is None:
+        return "stands"
+    from rewards.math_num import parse_number
+
+    value = parse_number(answer)
+    if value is not None:  # a number: the last number the text says must be the answer
+        said = _last(_NUMBER_RE, tail)
+        if said is not None:
+            n = parse_number(said.group(0).replace(" ", ""))
+            return "stands" if n is not None and n.value == value.value else "retracted"
+        if doubt is None or _CONFIRM_RE.search(tail, doubt.start()):
+            return "stands"
+        return "retracted"  # a doubt left open
+    if doubt is not None and (stated is None or doubt.start() > stated.start()):
+        return "stands" if _CONFIRM_RE.search(tail, doubt.start()) else "retracted"
+    m = _STATED_RE.search(tail, stated.start())
+    if m is None:
+        return "stands"  # a condition on a symbolic answer ("for x > 0")
+    squash = lambda t: re.sub(r"\s|\$|\\boxed|[{}*]", "", t)  # noqa: E731
+    return "stands" if squash(m.group(1)) == squash(answer) else "retracted"
 
 
 def _brace_matches(text: str) -> dict[int, int]:
@@ -115,7 +158,14 @@ def _box_groups(text: str, offset: int = 0) -> list[tuple[str | None, int, int]]
     out = []
     for g in groups:
         parts = [b[2] for b in g]
-        ans = None if any(p is None or not p.strip() for p in parts) else ", ".join(p.strip() for p in parts)
+        if len(parts) > MAX_LIST or any(p is None or not p.strip() for p in parts):
+            ans = None
+        else:  # "\boxed{3} or \boxed{3}" is one answer, "\boxed{1}, \boxed{2}" a list
+            distinct: list[str] = []
+            for p in parts:
+                if not any(_same_answer(p.strip(), d) for d in distinct):
+                    distinct.append(p.strip())
+            ans = ", ".join(distinct)
         out.append((ans, g[0][0] + offset, g[-1][1] + offset))
     return out
 
@@ -175,7 +225,12 @@ def _candidates(text: str, fallbacks) -> list[tuple[str | None, int, int]]:
             inner = text[start:end]
             groups = _box_groups(inner) if _BOX_RE.search(inner) else [(inner.strip() or None, 0, 0)]
             out.append((groups[-1][0] if groups else None, tag_start, tag_end))
-        return out
+        # a box outside the tags is an answer too: "<answer>7</answer> \boxed{9}" is a hedge
+        spans = [(t[0], t[3]) for t in tags]
+        for box in _box_groups(text):
+            if not any(a <= box[1] < b for a, b in spans):
+                out.append(box)
+        return sorted(out, key=lambda c: c[1])
     if _BOX_RE.search(text):
         return _box_groups(text)
     names = ALL_FALLBACKS if fallbacks is True else tuple(fallbacks or ())
@@ -195,21 +250,23 @@ def extract_answers(text, fallbacks: bool | tuple[str, ...] | list[str] = False,
         return []
     text = text[-MAX_TEXT:]
     low = text.lower()
-    if low.rfind("<think>") > low.rfind("</think>"):
+    opened = max(low.rfind("<think>"), low.rfind("<thinking>"))
+    close_at = max(low.rfind("</think>"), low.rfind("</thinking>"))
+    if opened > close_at:
         return []  # still thinking: nothing in an unclosed <think> is a final answer
-    close = low.rfind("</think>")
-    if close >= 0:
-        after = text[close + len("</think>"):]
+    if close_at >= 0:
+        after = text[low.index(">", close_at) + 1:]
         if _BOX_RE.search(after) or "<answer>" in after.lower():
             text = after
     cands = _candidates(text, fallbacks)
     # an answer taken back before the next one ("\boxed{9}. Wait, that's wrong ... \boxed{10}")
     # is no candidate; the last one taken back leaves no answer at all
     nexts = [c[1] for c in cands[1:]] + [len(text)]
-    kept = [c for c, nxt in zip(cands, nexts) if not _retracted(text[c[2]: nxt])]
-    if not kept or kept[-1] is not cands[-1] or cands[-1][0] is None or len(cands[-1][0]) > MAX_ANSWER:
+    fates = [("stands" if c[0] is None else _fate(text[c[2]: nxt], c[0])) for c, nxt in zip(cands, nexts)]
+    if "hedged" in fates:
         return []
-    if _ALTERNATIVE_RE.search(text, cands[-1][2]):
+    kept = [c for c, fate in zip(cands, fates) if fate == "stands"]
+    if not kept or kept[-1] is not cands[-1] or cands[-1][0] is None or len(cands[-1][0]) > MAX_ANSWER:
         return []
     cands = kept
     last = cands[-1][0]

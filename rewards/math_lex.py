@@ -53,7 +53,8 @@ _RENAME = [
     (re.compile(r"<sup>(.*?)</sup>"), r"^{\1}"),
     (re.compile(r"\\(?:textdegree|degree|textcirc)(?![a-zA-Z])"), r"\\circ "),
     (re.compile(r",\s*\\!\s*(?=\d{3})"), ""),  # 32,\!349 is one number
-    (re.compile(r"(?<=\d)\{,\}(?=\d{3})"), ""),  # 1{,}000{,}000
+    (re.compile(r"(?<=\d)\{,\}(?=\d{3}(?!\d))"), ""),  # 1{,}000{,}000
+    (re.compile(r"(?<=\d)\{,\}(?=\d)"), "."),  # 1{,}5: a decimal comma
     (re.compile(r"\\not\s*=|\\not\s*\\eq(?![a-zA-Z])"), r"\\ne "),
     (re.compile(r"\\not\s*\\in(?![a-zA-Z])"), r"\\notin "),
     # "m = 6 \quad n = 10": a quad between two items separates them
@@ -138,10 +139,16 @@ UNITS = set(
     percentage mph kmh kph km/h m/s mps per each only approximately about roughly exactly total th st nd rd""".split()
 )
 WORD_SEPS = {"and": "and", "or": "or"}
-QUALIFIERS = {"for", "where", "with", "since", "because", "which", "that", "such", "regardless", "whatever"}
+QUALIFIERS = {"for", "where", "with", "since", "because", "which", "that", "such", "regardless", "whatever", "at"}
 # An answer that holds only under a condition offers another value outside it: a hedge.
 CONDITIONALS = {"if", "when", "whenever", "unless", "else", "otherwise", "except", "provided", "assuming",
-                "depending", "elsewhere", "iff", "maybe", "perhaps", "possibly", "probably", "likely", "guess"}
+                "depending", "elsewhere", "iff", "maybe", "perhaps", "possibly", "probably", "likely", "guess",
+                # a second value offered alongside: "7, which could also be 9", "7 with 9 also possible"
+                "also", "alternatively", "alternative", "could", "might", "may", "either", "another", "instead",
+                "though", "although", "plausible", "other"}
+# A bound is not a value: "at least 7", "7 or more", "up to 7" (replaced by a hedge word before lexing)
+_BOUND_RE = re.compile(r"\b(?:at\s+(?:least|most)|or\s+(?:more|less|fewer|greater|higher|lower|so|above|below)|up\s+to"
+                       r"|no\s+(?:more|less|fewer)\s+than|more\s+than|less\s+than|fewer\s+than|roughly|around)\b", re.I)
 NEGATIONS = {"not", "no", "never", "neither", "nor", "cannot", "isn", "aren", "doesn", "don", "nothing",
              "nowhere", "without", "false", "untrue", "wrong", "incorrect", "impossible"}
 NUMBER_WORDS = {w: i for i, w in enumerate(
@@ -257,7 +264,7 @@ class Lexer:
         prev = self.toks[-1] if self.toks else self.prev_tok
         if low in NUMBER_WORDS or low in SCALE_WORDS:
             self.add("numword", low, space)
-        elif low in CONDITIONALS:
+        elif low in CONDITIONALS and (len(word) > 3 or self.text_depth or low in ("if", "iff")):
             self.add("cond", low, space)
         elif low in NEGATIONS and (len(word) > 2 or self.text_depth or low == "no" and prev is None):
             self.add("neg", low, space)
@@ -273,12 +280,12 @@ class Lexer:
                     self.i += m.end()
         elif low in WORD_SEPS and (len(word) > 1):
             self.add("sep", low, space)
-        elif low in QUALIFIERS:
+        elif low in QUALIFIERS and (len(word) > 2 or self.text_depth):  # "at" in math is a times t
             self.add("qual", low, space)
         elif low in ("st", "nd", "rd", "th") and prev and prev.kind == "num" and not space:
             pass  # 15th
         elif len(word) > 1 and low in UNITS and prev is not None:
-            self.add("unit", low, space)
+            self.add("unit", word if word not in (low, word.upper()) else low, space)  # Mm is not mm
         elif len(word) > 1 and (low in FILLER or self.text_depth or len(word) > 3):
             self.add("word", word, space)
         else:
@@ -298,6 +305,12 @@ class Lexer:
             if self.i < len(s) and s[self.i] == "{":
                 content = self.group()
                 prev = self.toks[-1] if self.toks else None
+                rate = re.fullmatch(r"\s*([A-Za-z]+)\s*/\s*([A-Za-z]+)\s*", content)
+                if rate and prev is not None and prev.kind in ("num", "op") and rate.group(1) in _SHORT_UNITS | UNITS \
+                        and rate.group(2) in _SHORT_UNITS | UNITS:
+                    for u in (rate.group(1), "per", rate.group(2)):  # 7 \text{ m/s}
+                        self.add("unit", u, space)
+                    return
                 if content.strip() in _SHORT_UNITS and prev is not None and prev.kind in ("num", "op"):
                     self.add("unit", content.strip(), space)  # 2.653\,\mathrm{m}: an explicit unit
                     return
@@ -405,6 +418,8 @@ def _merge_number_words(toks: list[Tok]) -> list[Tok]:
         while j < len(toks):
             t = toks[j]
             if t.kind == "numword":
+                if t.val in NUMBER_WORDS and cur % 100 and (cur % 10 or NUMBER_WORDS[t.val] >= 10):
+                    raise ParseError("number words that make no number")  # "five six", "twenty thirty"
                 if t.val in SCALE_WORDS:
                     cur = max(cur, 1) * SCALE_WORDS[t.val]
                     if t.val != "hundred":
@@ -422,5 +437,8 @@ def _merge_number_words(toks: list[Tok]) -> list[Tok]:
 
 
 def tokenize(s: str) -> list[Tok]:
-    toks = Lexer(normalize(s)).run()
+    s = normalize(s)
+    if _BOUND_RE.search(s):
+        s = _BOUND_RE.sub(" maybe ", s)
+    toks = Lexer(s).run()
     return _merge_number_words(toks) if any(t.kind == "numword" for t in toks) else toks

@@ -35,7 +35,7 @@ _FRAC_RE = re.compile(r"([+-]?)\\[dtc]?frac\{([+-]?\d+)\}\{([+-]?\d+)\}")
 _SLASH_RE = re.compile(r"([+-]?\d+)/(\d+)")
 _SCI_RE = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*(?:\\times|\\cdot|\*|x|×)\s*10\^\{?([+-]?\d+)\}?")
 # Decorations that never change a number's value.
-_STRIP_RE = re.compile(r"\\\$|\\[,;:!]|\\quad|\\ |\$|\\left|\\right|\\displaystyle|\{,\}")
+_STRIP_RE = re.compile(r"\\\$|\\[,;:!]|\\quad|\\ |\$|\\left|\\right|\\displaystyle|\{,\}(?=\d{3}(?!\d))")
 _CIRC_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°")
 
 
@@ -129,10 +129,11 @@ def _close(gold: Num, pred: Num, policy: NumPolicy) -> bool:
     gd, pd = gold.decimals, pred.decimals
     if not policy.rounding:
         # the reference's own rounding: an exact answer (20/3, sqrt(2)-1) that a decimal gold with
-        # >= 3 significant digits rounds or truncates (6.67, 41.4%) is right; a decimal answer is
-        # never rounded to fit, so 0.13 is not 0.125 and 0.6667 is not 2/3
+        # >= 3 significant digits rounds to (6.67, 41.4%) is right; a decimal answer is never
+        # rounded to fit, so 0.13 is not 0.125 and 0.6667 is not 2/3; truncation is not rounding
+        # (17/12 = 1.4166... is not 1.41)
         if gd and pd is None and gold.sig_digits >= 3:
-            return any(_round(pred.value, gd, m) == gold.value for m in ("round", "trunc"))
+            return _round(pred.value, gd, "round") == gold.value
         return False
     if gd is None and gold.value.denominator == 1:
         return False  # an integer gold is exact: 9.999999999999999 is not 10

@@ -38,6 +38,16 @@ class E:
     unit: tuple = ()  # the unit words after the value ("kg",), ("square", "feet"), ("m", "^3")
 
 
+_VALUE_WORDS = {"dozen": sp.Integer(12), "dozens": sp.Integer(12), "score": sp.Integer(20), "half": sp.Rational(1, 2),
+                "halves": sp.Rational(1, 2), "tenth": sp.Rational(1, 10), "tenths": sp.Rational(1, 10),
+                "hundredth": sp.Rational(1, 100), "hundredths": sp.Rational(1, 100),
+                "thousandth": sp.Rational(1, 1000), "thousandths": sp.Rational(1, 1000),
+                "squared": "^2", "cubed": "^3", "factorial": "!", "basis": None, "bps": None}
+for _k, _w in enumerate(("third", "quarter", "fifth", "sixth", "seventh", "eighth", "ninth")):
+    _VALUE_WORDS[_w] = _VALUE_WORDS[_w + "s"] = sp.Rational(1, _k + 3)
+_VALUE_WORDS["fourth"] = _VALUE_WORDS["fourths"] = sp.Rational(1, 4)
+
+
 @dataclass
 class Rel:
     ops: list  # "=", "<", "<=", ">", ">=", "!=", "in"
@@ -72,6 +82,7 @@ class SetOp:
 @dataclass
 class Lst:
     items: list
+    joins: frozenset = frozenset()  # the words that joined the items: "and", "or"
 
 
 # ---------------------------------------------------------------- size guards
@@ -202,7 +213,7 @@ class Parser:
                 raise ParseError("a conditional answer offers another value: a hedge")
             if t.kind == "neg":
                 raise ParseError("a negated answer is compared as text")
-        cases = [k for k, t in enumerate(self.t) if t.kind == "qual" and t.val == "for" and not (
+        cases = [k for k, t in enumerate(self.t) if t.kind == "qual" and t.val in ("for", "at") and not (
             k + 1 < len(self.t) and self.t[k + 1].val.lower() in ("all", "every", "each", "any", "forall"))]
         if len(cases) > 1:  # "7 for k >= 2, 1 for k = 1"; "for all x" is no case
             raise ParseError("values for several cases: a hedge")
@@ -221,12 +232,14 @@ class Parser:
         return t is not None and (t.kind == "sep" or (t.kind == "op" and t.val in (",", ";")))
 
     def answer_list(self, closers):
-        items = []
+        items, joins = [], set()
         while True:
             self.skip_noise()
             if not items and self.at("sep"):
                 raise ParseError("a list that starts with 'and'/'or'")  # 7 (or 1)
             while self.at_sep():
+                if self.at("sep"):
+                    joins.add(self.peek().val)
                 self.k += 1
                 self.skip_noise()
             if self.peek() is None or (self.peek().kind == "op" and self.peek().val in closers):
@@ -237,6 +250,8 @@ class Parser:
             items.append(self.item(closers))
             self.skip_noise()
             if self.at_sep():
+                if self.at("sep"):
+                    joins.add(self.peek().val)
                 self.k += 1
                 continue
             if self.peek() is None or (self.peek().kind == "op" and self.peek().val in closers):
@@ -244,7 +259,7 @@ class Parser:
             raise ParseError(f"unexpected {self.peek().val!r}")
         if not items:
             raise ParseError("empty")
-        return items[0] if len(items) == 1 else Lst(items)
+        return items[0] if len(items) == 1 else Lst(items, frozenset(joins))
 
     def skip_qualifier(self, closers):
         depth = 0
@@ -354,18 +369,25 @@ class Parser:
             self.depth -= 1
 
     def with_unit(self, node, units):
-        """The value with its unit attached; degrees become the angle flag, radians go."""
-        words = [u.lower() for u in units]
+        """The value with its unit attached; degrees become the angle flag, a word that changes
+        the value ("7 dozen", "2 thirds", "7 squared") is applied to it."""
+        words = list(units)  # case kept: MW is not mW
         v = _unwrap(node)
         if not _is_expr(v):
             return node
         n = node.num if isinstance(node, E) else None
+        if words and words[0].lower() in _VALUE_WORDS:
+            f = _VALUE_WORDS[words.pop(0).lower()]
+            if f is None:
+                raise ParseError("a value word that cannot be applied")
+            v, n = (_safe_factorial(v) if f == "!" else _safe_pow(v, sp.Integer(f[1])) if isinstance(f, str) else v * f), None
         pct = isinstance(node, E) and node.pct
-        deg = isinstance(node, E) and node.deg or any(w in ("degrees", "degree", "deg") for w in words)
-        if any(w in ("percent", "pct", "percentage") for w in words):
+        low = [w.lower() for w in words]
+        deg = isinstance(node, E) and node.deg or any(w in ("degrees", "degree", "deg") for w in low)
+        if any(w in ("percent", "pct", "percentage") for w in low):
             pct, n = True, None if n is None else Num(n.value, n.decimals, True)
-        words = ["rad" if w in ("radians", "radian") else w for w in words
-                 if w not in ("degrees", "degree", "deg", "percent", "pct", "percentage")]
+        words = ["rad" if w.lower() in ("radians", "radian") else w for w in words
+                 if w.lower() not in ("degrees", "degree", "deg", "percent", "pct", "percentage")]
         return E(v, n, pct, deg, tuple(words))
 
     def setexpr(self, closers):
@@ -390,9 +412,7 @@ class Parser:
             while self.at_op("+", "-") or self.at("cmd", "pm") or self.at("cmd", "mp"):
                 op = self.next().val
                 if self.peek() is None or self.at_sep() or (self.peek().kind == "op" and self.peek().val in closers):
-                    if op == "+":
-                        break  # "+∞" written as "+\infty" is handled above; a dangling "+" is noise
-                    raise ParseError("dangling operator")
+                    raise ParseError("dangling operator")  # "7+" is "7 or more", not 7
                 rhs = self.term(closers)
                 if op == "-" and not _is_expr(_unwrap(terms[-1])) and not _is_expr(_unwrap(rhs)):
                     terms = [SetOp("minus", _combine(terms), rhs)]
@@ -668,6 +688,8 @@ class Parser:
                     return sp.sqrt(arg)
                 if not (_is_expr(index) and index.is_Integer and 1 < index < 100):
                     raise ParseError("bad root index")
+                if index % 2 == 0:
+                    self.need("ge0", arg)
                 if index % 2 and not arg.is_Number:
                     return sp.real_root(arg, index)  # \sqrt[3]{x^3} is x for every real x
                 return sp.root(arg, index) if not (arg.is_Number and arg < 0 and index % 2) else -sp.root(-arg, index)
@@ -768,6 +790,8 @@ class Parser:
         vals = [_unwrap(a) for a in args]
         if not all(_is_expr(v) for v in vals):
             raise ParseError("function of a tuple")
+        if name in ("sin", "cos", "tan", "cot", "sec", "csc") and len(args) == 1 and isinstance(args[0], E) and args[0].deg:
+            vals = [vals[0] * sp.pi / 180]  # \sin 30^\circ is 1/2
         if name == "lg":
             f = lambda x: sp.log(x, 10)  # noqa: E731
         elif name == "det":
@@ -899,7 +923,7 @@ def _finish(node):
     if _is_expr(node) or isinstance(node, (sp.MatrixBase, sp.Set)):
         return E(node)
     if isinstance(node, Lst):
-        return Lst([_finish(x) for x in node.items])
+        return Lst([_finish(x) for x in node.items], node.joins)
     if isinstance(node, Tup):
         return Tup([_finish(x) for x in node.items], node.open, node.close)
     if isinstance(node, SetN):
@@ -917,7 +941,8 @@ def _finish(node):
 
 # operators are tokens too: "ax+b" and "ax-b" must not read as the same text
 _WORD_RE = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?|[-+*/=<>^]")
-_STOP = {"the", "a", "an", "is", "are", "of", "to", "and", "or", "it", "be", "will", "in", "on", "at", "by", "for", "as"}
+# Only words that never change what a text answer says: "and"/"or", "by"/"to", "in"/"on" do.
+_STOP = {"the", "a", "an", "is", "are", "of", "it", "be", "will"}
 
 
 _PHRASES = [(re.compile(p), r) for p, r in (
@@ -929,7 +954,8 @@ _PHRASES = [(re.compile(p), r) for p, r in (
 def text_words(s: str) -> list[str]:
     """Lower-cased content words (and operator signs) of a text answer, LaTeX wrappers removed;
     a few fixed phrases read as one word ("does not exist" is "DNE")."""
-    s = re.sub(r"\\(?:text|mbox|textbf|mathrm|textit|emph)\s*", " ", s)
+    s = re.sub(r"\\(?:text|mbox|textbf|mathrm|textit|emph)\s*", " ", normalize(s))
+    s = re.sub(r"\\(le|ge|ne|in|notin|subset|cup|cap|pm|mp|forall|exists)(?![a-zA-Z])", r" \1 ", s)  # relations are words
     s = re.sub(r"\\[a-zA-Z]+", " ", s).lower()
     for pat, rep_ in _PHRASES:
         s = pat.sub(rep_, s)

@@ -18,13 +18,13 @@ _BASE = {
     "mg": ("M", Fraction(1, 10**6)), "g": ("M", Fraction(1, 1000)), "kg": ("M", Fraction(1)),
     "lb": ("M", Fraction(45359237, 10**8)), "oz": ("M", Fraction(45359237, 16 * 10**8)),
     "s": ("T", Fraction(1)), "min": ("T", Fraction(60)), "h": ("T", Fraction(3600)), "day": ("T", Fraction(86400)),
-    "week": ("T", Fraction(604800)), "month": ("T", None), "year": ("T", None),
+    "week": ("T", Fraction(604800)), "month": ("month", Fraction(1)), "year": ("month", Fraction(12)),
     "ml": ("V", Fraction(1, 1000)), "l": ("V", Fraction(1)), "gallon": ("gallon", None),
     "dollar": ("USD", Fraction(1)), "cent": ("USD", Fraction(1, 100)), "euro": ("EUR", Fraction(1)),
     "yuan": ("CNY", Fraction(1)), "yen": ("JPY", Fraction(1)), "rupee": ("INR", Fraction(1)),
-    "mph": ("L/T", Fraction(1609344, 3600 * 1000)), "kmh": ("L/T", Fraction(1000, 3600)),
-    "mps": ("L/T", Fraction(1)),
 }
+# rates written as one word: mph is miles per hour
+_COMPOUND = {"mph": {"mi": 1, "h": -1}, "kmh": {"km": 1, "h": -1}, "mps": {"m": 1, "s": -1}}
 _SYNONYMS = {
     "millimeter": "mm", "millimetre": "mm", "centimeter": "cm", "centimetre": "cm", "meter": "m", "metre": "m",
     "kilometer": "km", "kilometre": "km", "inch": "in", "inches": "in", "foot": "ft", "feet": "ft", "yard": "yd",
@@ -40,7 +40,7 @@ _POWER_WORDS = {"square": 2, "sq": 2, "squared": 2, "cubic": 3, "cubed": 3}
 
 
 def _singular(w: str) -> str:
-    if w in _SYNONYMS or w in _BASE:
+    if w in _SYNONYMS or w in _BASE or w in _COMPOUND:
         return _SYNONYMS.get(w, w)
     for suffix, repl in (("ies", "y"), ("es", ""), ("s", "")):
         if w.endswith(suffix) and len(w) > len(suffix) + 2:
@@ -60,7 +60,9 @@ def parse_unit(words: tuple) -> tuple[dict, tuple] | None:
     sign, pending = 1, 1
     last = None
     for raw in words:
-        w = raw.lower().strip()
+        raw = raw.strip()
+        # "mW" is not "MW": a short symbol in mixed case keeps it (mL is a millilitre)
+        w = raw if len(raw) <= 3 and raw not in (raw.lower(), raw.upper(), "mL", "Kg") else raw.lower()
         if not w or w in _FILLER:
             continue
         if w in ("per", "/"):
@@ -79,7 +81,11 @@ def parse_unit(words: tuple) -> tuple[dict, tuple] | None:
         w = _singular(w)
         if w.endswith("^2") or w.endswith("^3"):
             w, pending = w[:-2], int(w[-1])
-        if w in _BASE:
+        if w in _COMPOUND:
+            for base, power in _COMPOUND[w].items():
+                known[base] = known.get(base, 0) + sign * pending * power
+            last = None
+        elif w in _BASE:
             known[w] = known.get(w, 0) + sign * pending
             last = w
         else:

@@ -18,12 +18,15 @@ DATA = Path(__file__).resolve().parent / "data" / "math"
 ADVERSARIAL = [json.loads(line) for line in (DATA / "adversarial_cases.jsonl").read_text().splitlines() if line.strip()]
 EXTRACTION = [json.loads(line) for line in (DATA / "extraction_cases.jsonl").read_text().splitlines() if line.strip()]
 CLASSES = sorted({c["class"] for c in ADVERSARIAL})
+# issue 11's classes; the others (structure, list, multiple_choice) came from a second red-team round
+ISSUE_CLASSES = {"qualifier", "named_swap", "negation", "sentence_word", "units", "percent", "domain", "degrees",
+                 "precision", "false_negative"}
 
 
 @pytest.mark.parametrize("cls", CLASSES)
 def test_adversarial_class(cls):
     cases = [c for c in ADVERSARIAL if c["class"] == cls]
-    assert len(cases) >= 25 and {c["expected"] for c in cases} == {0, 1}, cls
+    assert len(cases) >= (25 if cls in ISSUE_CLASSES else 10) and {c["expected"] for c in cases} == {0, 1}, cls
     by_policy: dict[str, list[dict]] = defaultdict(list)
     for c in cases:
         by_policy[json.dumps(c.get("policy", {}), sort_keys=True)].append(c)
@@ -36,8 +39,7 @@ def test_adversarial_class(cls):
 
 
 def test_every_issue_class_is_covered():
-    assert set(CLASSES) >= {"qualifier", "named_swap", "negation", "sentence_word", "units", "percent", "domain",
-                            "degrees", "precision", "false_negative"}
+    assert set(CLASSES) >= ISSUE_CLASSES
     assert sum(c["expected"] == 0 for c in ADVERSARIAL) >= 200
 
 
@@ -83,6 +85,7 @@ def _degenerate(n: int) -> dict[str, str]:
         "nested boxes": "\\boxed{" * (n // 14) + "}" * (n // 28),
         "closed boxes": "\\boxed{1} x " * (n // 12),
         "distinct boxes": " ".join(f"\\boxed{{{i}}} x" for i in range(n // 14)),
+        "joined boxes": ", ".join(f"\\boxed{{{i}}}" for i in range(n // 12)),
         "answer tags": "<answer>" * (n // 8),
         "think tags": "<think>\\boxed{1}</think>" * (n // 24),
         "retractions": "\\boxed{9} wait " * (n // 15),
@@ -106,6 +109,6 @@ def test_extraction_is_linear_and_bounded():
         worst[name] = best
     assert max(worst.values()) < 0.25, worst
     t = time.perf_counter()
-    rewards = accuracy_reward(completions=list(_degenerate(64_000).values()), answer=["1"] * 11)
+    rewards = accuracy_reward(completions=list(_degenerate(64_000).values()), answer=["1"] * 12)
     assert time.perf_counter() - t < 2.0
     assert rewards.count(1.0) <= 2  # only the clean closed-box / answer-line texts can score
