@@ -16,11 +16,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 
 import sympy as sp
 
 from rewards.math_lex import FILLER, FUNC_LETTERS, FUNCS, ParseError, Tok, TooLarge, normalize, tokenize  # noqa: F401
-from rewards.math_num import Num, parse_decimal
+from rewards.math_num import Num, NumPolicy, numbers_equal, parse_decimal
 
 MAX_DEPTH = 60
 MAX_DIGITS = 20_000  # a number whose estimated size exceeds this many digits is never built
@@ -361,8 +362,16 @@ class Parser:
                         v = v / d_
                     vals.append(v)
                 return Rel(["="] * (len(vals) - 1), [E(v) if _is_expr(v) else v for v in vals])
-            if ops == ["~="]:
-                return args[0]  # "exact \approx 1.36": the exact value is the answer
+            if ops == ["~="]:  # "exact \approx 1.36": the exact value is the answer, if the claim holds
+                exact, approx = _unwrap(args[0]), args[1]
+                if isinstance(approx, E) and approx.num is not None and _is_expr(exact) and exact.is_number:
+                    try:
+                        value = Fraction(str(sp.Float(sp.N(exact, 40), 40)))
+                    except (TypeError, ValueError, ZeroDivisionError):
+                        value = None
+                    if value is None or not numbers_equal(Num(value), approx.num, NumPolicy(rounding=True, min_sig_exact=1, min_sig_rounded=1)):
+                        raise ParseError("a false approximation")  # 7 \approx 9
+                return args[0]
             ops = ["=" if o == ":" else o for o in ops]
             return Rel(ops, args)
         finally:
