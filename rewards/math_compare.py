@@ -158,7 +158,7 @@ def _text_equal(gold: str, pred: str, gw: list[str], pw: list[str], pol) -> bool
 
 
 def _text_items(s: str) -> list[tuple]:
-    parts = re.split(r",|;|\band\b", re.sub(r"\\(?:text|mbox|textbf|mathrm|textit|emph)\s*", " ", s), flags=re.I)
+    parts = re.split(r",|;|\band\b", re.sub(r"\\(?:text|mbox|textbf|mathrm|textit|emph)(?![a-zA-Z])\s*", " ", s), flags=re.I)
     return [tuple(w) for w in (text_words(x) for x in parts) if w]
 
 
@@ -264,12 +264,21 @@ def _named(node) -> dict | None:
     return out
 
 
+def _disjunction(node) -> bool:
+    """A list joined by "or" whose items name different quantities."""
+    named = _named(node) if isinstance(node, Lst) and "or" in node.joins else None
+    return named is not None and len(named) > 1
+
+
 def _applied_vars(node) -> list:
-    """Arguments of applied functions on a label side: f(x) -> [x]."""
+    """Bound variables of a function definition: f(x) = 2x + 1 -> [x]; P(A) = 0.3 has none (A is
+    not used on the right)."""
     out = []
+    rhs = node.args[-1] if isinstance(node, Rel) else None
+    free = rhs.expr.free_symbols if isinstance(rhs, E) and isinstance(rhs.expr, sp.Basic) else set()
     for a in (node.args[:-1] if isinstance(node, Rel) else []):
         if isinstance(a, E) and isinstance(a.expr, sp.Basic) and a.expr.is_Function:
-            out.extend(x for x in a.expr.args if isinstance(x, sp.Symbol))
+            out.extend(x for x in a.expr.args if isinstance(x, sp.Symbol) and x in free)
     return out
 
 
@@ -285,7 +294,12 @@ class Cmp:
         gv, pv = _applied_vars(g), _applied_vars(p)
         if len(gv) == len(pv) == 1 and gv[0] != pv[0]:
             p = _subs_node(p, {pv[0]: gv[0]})
+        if _disjunction(p) and not _disjunction(g) or _disjunction(g) and not _disjunction(p):
+            return False  # "a = 2 or b = 3" asserts neither value
         gn, pn = _named(g), _named(p)
+        if gn is not None and pn is not None and len(gn) == len(pn) == 1 and gn.keys() != pn.keys() \
+                and not all(isinstance(k, sp.Symbol) and len(k.name) == 1 for k in (*gn, *pn)):
+            return False  # f(2) = 5 is not f(3) = 5, a_2 = 3 not a_3 = 3 (x = 5 and y = 5 stay equal)
         if gn is not None and pn is not None and (len(gn) > 1 or len(pn) > 1):
             # both sides name several values: p = 9, q = 4 is not p = 4, q = 9
             return gn.keys() == pn.keys() and all(self.multiset_eq(gn[k], pn[k]) for k in gn)
@@ -406,9 +420,11 @@ class Cmp:
             return {"cup": sp.Union, "cap": sp.Intersection}.get(n.op, lambda x, y: sp.Complement(x, y))(a, b)
         if isinstance(n, SetB):
             return self.to_set(n.cond)
-        if isinstance(n, Lst):  # "x < a or x > b"
+        if isinstance(n, Lst):  # "x < a or x > b"; "x >= 3 and x <= 5" is an intersection
             parts = [self.to_set(x) for x in n.items]
-            return None if any(x is None for x in parts) else sp.Union(*parts)
+            if any(x is None for x in parts):
+                return None
+            return sp.Intersection(*parts) if n.joins == frozenset({"and"}) else sp.Union(*parts)
         if isinstance(n, Rel):
             if n.ops == ["in"]:
                 return self.to_set(n.args[1])
@@ -621,9 +637,15 @@ class Cmp:
         extra = [c for c in self.pred_domain if c not in self.gold_domain]
         if not extra or not isinstance(a, sp.Expr):
             return False
+        gold = _conditions(a, self.gold_domain)
+        for kind, arg in extra:
+            if kind == "ne0" and _defined_at_roots(a, gold, arg):
+                return True  # (x^2-1)/(x-1) is undefined at 1, where x+1 is not
         syms = sorted(a.free_symbols.union(*(arg.free_symbols for _, arg in extra)), key=lambda s_: s_.name)
         rng = random.Random(_RNG_SEED)
-        gold = _conditions(a, self.gold_domain)
+        extra = [c for c in extra if c[0] != "ne0"]
+        if not extra:
+            return False
         for _ in range(_POINT_TRIES):
             pt = {s_: sp.Float(rng.choice(_POINTS) * rng.uniform(0.93, 1.07), 30) for s_ in syms}
             try:
@@ -675,6 +697,31 @@ class Cmp:
         return None
 
 
+def _defined_at_roots(a, gold_conditions, arg) -> bool:
+    """The gold is defined at a real root of the one-variable polynomial ``arg``."""
+    syms = arg.free_symbols
+    if len(syms) != 1:
+        return False
+    (x,) = syms
+    try:
+        if not arg.is_polynomial(x) or sp.degree(arg, x) > 4:
+            return False
+        roots = [r for r in sp.solve(arg, x) if r.is_real]
+    except (NotImplementedError, ValueError, TypeError, sp.PolynomialError):
+        return False
+    for r in roots:
+        pt = {s_: r for s_ in a.free_symbols | {x}} if a.free_symbols <= {x} else None
+        if pt is None:
+            continue
+        try:
+            v = complex(a.evalf(30, subs=pt))
+            if v == v and abs(v) != float("inf") and _holds(gold_conditions, pt):
+                return True
+        except (TypeError, ValueError, OverflowError, ZeroDivisionError):
+            continue
+    return False
+
+
 def _vanishes(diff, pt) -> bool:
     """The difference is zero at the (rational) point as far as sympy's adaptive evalf can tell
     within 160 bits: a true identity leaves no significant digit, a tiny real difference
@@ -711,7 +758,8 @@ def _holds(conditions, pt) -> bool:
         v = complex(arg.evalf(30, subs=pt))
         if v != v or abs(v.imag) > 1e-20 * max(1.0, abs(v)):
             return False
-        if kind == "ge0" and v.real < 0 or kind == "gt0" and v.real <= 0 or kind == "abs1" and abs(v.real) > 1:
+        if kind == "ge0" and v.real < 0 or kind == "gt0" and v.real <= 0 or kind == "abs1" and abs(v.real) > 1 \
+                or kind == "ne0" and v == 0:
             return False
     return True
 

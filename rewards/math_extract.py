@@ -48,30 +48,54 @@ _RETRACT_RE = re.compile(
     r"\b(?:oops|nope|scratch that|on second thought|never ?mind|disregard|retract\w*|take (?:that|it) back"
     r"|upon reflection|let me (?:redo|re-do|start over|fix|revise)|miscalculat\w*|miscount\w*|misread\w*|typo"
     r"|I (?:think I )?double-?counted|(?:mistake|error) (?:above|here|earlier)|there(?: i|')s an? (?:mistake|error)"
-    r"|(?:that|this|it|which|that's|this is|it's|answer is|was) (?:wrong|incorrect|not (?:right|correct))"
+    r"|(?:that|this|it|which|that's|this is|it's|answer is|was|above|result) (?:(?:is|was) )?(?:\w+ )?(?:wrong|incorrect"
+    r"|not (?:right|correct))|(?:was|is) an? (?:error|mistake)"
     r"|(?:can'?t|cannot|isn'?t|is not) (?:be )?(?:right|correct)|(?:made|make) an? (?:mistake|error|slip)"
     r"|my (?:mistake|error|bad))\b|\bcorrection\s*[:,]|\bno\s*[!,]|不对|错了|其实|实际上|\ben fait\b|\bplutôt\b|\ben realidad\b",
     re.I,
 )
 # Hedged: another value is kept open ("maybe 9", "otherwise 1", "though 9 is also plausible").
 _HEDGE_RE = re.compile(r"\b(?:maybe|perhaps|possibly|probably|though|although|alternatively|otherwise|else|unless"
-                       r"|depending|assuming|plausible|in the other case)\b", re.I)
+                       r"|depending|assuming|plausible|in the other case|not sure|unsure|not confident|(?:a|my) guess"
+                       r"|no idea|(?:don'?t|do not) know|(?:cannot|can'?t) (?:be )?determine\w*|(?:might|could|may) (?:also )?be)\b",
+                       re.I)
+# Right next to the box, in the same clause: "\boxed{7} or 9", "x \ne \boxed{7}", "-\boxed{7}",
+# "The answer is not \boxed{7}", "Is it \boxed{7}?", "\boxed{7} is incorrect."
+_BEFORE_RE = re.compile(r"\b(?:not|cannot|can'?t|isn'?t|never|false|maybe|perhaps|possibly|probably|might|guess)\b"
+                        r"|\bat\s+(?:least|most)\b|(?:[<>≠≤≥-]|\\(?:ne|neq|not|ge|le|geq|leq|geqslant|leqslant|gt|lt|pm|mp)"
+                        r"(?![a-zA-Z]))[\s$({]*$", re.I)
+_AFTER_RE = re.compile(r"^[\s$)\]}]*(?:[/|+?]|-\s*\d|\\(?:pm|mp|lor|vee)\b)|\bor\b|\\(?:lor|vee|pm|mp)\b|\bat\s+(?:least|most)\b"
+                       r"|\?|\b(?:not|incorrect|wrong|false)\b", re.I)
 # A doubt: the answer stands only if the text comes back to it ("Wait, let me double-check:
 # 4 + 5 = 9. Yes." keeps 9; "Wait, using the right triangle we get 10" does not).
 _DOUBT_RE = re.compile(
     r"\b(?:wait|hmm+|err|re-?check\w*|reconsider\w*|re-?(?:calculat|comput|evaluat|examin|do)\w*|revis\w*"
     r"|let me (?:double-?check|check|verify|see|confirm)|is (?:that|this|it) (?:right|correct)|contradict\w*"
     r"|I mean|instead|(?:it|that|this|answer) is actually)\b"
-    r"|(?:^|[.!?;:]\s*)actually\b|\bactually,|等等|应该|\battends?\b|\bespera\b",
+    r"|(?:^|[.!?;:\n]\s*)actually\b|\bactually,|等等|应该|\battends?\b|\bespera\b",
     re.I,
 )
 # A condition or a new statement of the answer: it must agree with the boxed value.
-_STATEMENT_RE = re.compile(r"\b(?:if|when|whenever|except|for(?!\s+(?:all|every|each|any)\b)|(?:final\s+)?answer"
-                           r"(?:\s+is|\s*:)|it is|it's|should (?:be|have been|read))|答案", re.I)
+_STATEMENT_RE = re.compile(r"\b(?:if|when|whenever|except|for(?!\s+(?:all|every|each|any)\b)|it is|it's"
+                           r"|should (?:be|have been|read)|therefore|thus|hence|so|final|update|output|result)\b"
+                           r"|\banswer(?:\s+is\b|\s*:)|答案", re.I)
 _CONFIRM_RE = re.compile(r"\b(?:yes|that'?s right|that is right|is correct|confirm(?:s|ed)|checks out|verified"
                          r"|(?:seems|looks) (?:right|correct|good))\b|✓|✔", re.I)
 _NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?(?:\s*/\s*\d+)?")
 _STATED_RE = re.compile(r"(?:answer(?:\s+is|\s*:)|it is|it's)\s*(.{1,200}?)\s*(?:[.;!?\n]|$)", re.I)
+
+
+def _clause(text: str, start: int, end: int) -> str:
+    """The text of the same clause between ``start`` and ``end`` (at most 60 characters)."""
+    piece = text[max(start, end - 60): end] if start < end else ""
+    return re.split(r"[.,;:!\n](?=\s|$)|\n", piece)[-1]
+
+
+def _alone(text: str, start: int, end: int) -> bool:
+    """Nothing in the final answer's own clause negates, bounds or hedges it."""
+    before = _clause(text, 0, start)
+    after = re.split(r"[.;!\n](?=\s|$)|\n", text[end: end + 60])[0]
+    return not (_BEFORE_RE.search(before) or _AFTER_RE.search(after))
 
 
 def _last(pattern: re.Pattern, text: str, pos: int = 0):
@@ -131,6 +155,8 @@ def _boxes(text: str) -> list[tuple[int, int, str | None]]:
     """Every ``\\boxed{...}`` as (start, end, content); content None when never closed."""
     out, matches = [], None
     for m in _BOX_RE.finditer(text):
+        if out and m.start() < out[-1][1]:
+            continue  # \boxed{\boxed{7}}: the outer box is the answer
         if m.group(1) != "{":  # "\boxed 5": the next token is the content
             tok = re.compile(r"\s*([^\s$]+)").match(text, m.end())
             if tok:
@@ -267,6 +293,8 @@ def extract_answers(text, fallbacks: bool | tuple[str, ...] | list[str] = False,
         return []
     kept = [c for c, fate in zip(cands, fates) if fate == "stands"]
     if not kept or kept[-1] is not cands[-1] or cands[-1][0] is None or len(cands[-1][0]) > MAX_ANSWER:
+        return []
+    if not _alone(text, cands[-1][1], cands[-1][2]):
         return []
     cands = kept
     last = cands[-1][0]

@@ -91,6 +91,13 @@ def _base(m: re.Match) -> str:
         return m.group(0)
 
 
+_UNICODE_MORE = [(re.compile(r"√\s*(\d+)"), r"\\sqrt{\1}"), (re.compile("ℝ"), r"\\mathbb{R}"), (re.compile("ℤ"), r"\\mathbb{Z}"),
+                 (re.compile("ℕ"), r"\\mathbb{N}"), (re.compile("ℚ"), r"\\mathbb{Q}"), (re.compile("⌊"), r"\\lfloor "),
+                 (re.compile("⌋"), r"\\rfloor "), (re.compile("⌈"), r"\\lceil "), (re.compile("⌉"), r"\\rceil "),
+                 (re.compile(r"\*\*([^*]+)\*\*"), r"\1"),  # **7**: markdown bold, not a power
+                 (re.compile(r"\.{3,}|…"), r" \\ldots ")]
+
+
 def normalize(s: str) -> str:
     # Strings pasted from JSON sometimes lost a backslash to an escape: "\t" became a TAB.
     s = s.replace("\t", "\\t").replace("\x0c", "\\f").replace("\x08", "\\b").replace("\r", "\\r")
@@ -106,6 +113,9 @@ def normalize(s: str) -> str:
         s = _REPEATING_RE.sub(_repeating, s)
     if "_" in s:
         s = _BASE_RE.sub(_base, s)
+    s = re.sub(r"\\left\s*\\\{(.*)\\right\s*\.", r"\1", s)  # \left\{ system \right.
+    for pat, rep_ in _UNICODE_MORE:
+        s = pat.sub(rep_, s)
     for k, v in _UNICODE.items():
         s = s.replace(k, v)
     for k, v in _CIRCLED.items():
@@ -253,7 +263,9 @@ class Lexer:
                 self.add("op", c, space)
             elif c in "+-*/^!=<>,;:|_'&%":
                 self.add("op", c, space)
-            elif c in "?\"`":
+            elif c == "?":
+                raise ParseError("a question is not an answer")  # 7?
+            elif c in "\"`":
                 pass
             else:
                 raise ParseError(f"unexpected character {c!r}")
@@ -305,9 +317,13 @@ class Lexer:
             if self.i < len(s) and s[self.i] == "{":
                 content = self.group()
                 prev = self.toks[-1] if self.toks else None
+                if name in ("text", "mathrm", "textrm", "mbox") and re.fullmatch(r"\s*[A-Za-z]\s*", content) and prev is not None \
+                        and (prev.kind == "num" or prev.val == "circ"):
+                    self.add("unit", content.strip(), space)  # 0^\circ\text{C}, 5\text{ K}: a unit, not a factor
+                    return
                 rate = re.fullmatch(r"\s*([A-Za-z]+)\s*/\s*([A-Za-z]+)\s*", content)
-                if rate and prev is not None and prev.kind in ("num", "op") and rate.group(1) in _SHORT_UNITS | UNITS \
-                        and rate.group(2) in _SHORT_UNITS | UNITS:
+                if rate and prev is not None and prev.kind in ("num", "op") and all(
+                        g in _SHORT_UNITS or g.lower() in UNITS or len(g) <= 3 for g in rate.groups()):
                     for u in (rate.group(1), "per", rate.group(2)):  # 7 \text{ m/s}
                         self.add("unit", u, space)
                     return
@@ -344,10 +360,22 @@ class Lexer:
                 raise ParseError("unclosed environment")
             body = s[self.i: end]
             self.i = end + len("\\end{" + env + "}")
-            if env in ("pmatrix", "bmatrix", "matrix", "Bmatrix", "vmatrix", "array", "smallmatrix"):
+            if env in ("pmatrix", "bmatrix", "matrix", "Bmatrix", "vmatrix", "array", "smallmatrix") and not (
+                    env == "array" and "=" in body):
                 if env == "array":
                     body = re.sub(r"^\s*\{[^}]*\}", "", body)
                 self.add("matrix", ("det|" if env == "vmatrix" else "") + body, space)
+                return
+            if env in ("cases", "aligned", "align", "align*", "gathered", "array", "split"):
+                # a system of equations: its rows are the items of a list
+                rows = [r for r in re.split(r"\\\\", re.sub(r"^\s*\{[^}]*\}", "", body) if env == "array" else body) if r.strip()]
+                if env == "cases" and any("&" in r for r in rows):
+                    raise ParseError("a piecewise answer is compared as text")
+                sub = Lexer(normalize(" , ".join(r.replace("&", " ") for r in rows)))
+                sub.depth = self.depth
+                self.toks.extend(sub.run())
+                if len(self.toks) > MAX_TOKENS:
+                    raise TooLarge("too many tokens")
                 return
             raise ParseError(f"environment {env} not supported")
         if name in ("{", "}"):

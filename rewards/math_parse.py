@@ -214,6 +214,8 @@ class Parser:
                 raise ParseError("a conditional answer offers another value: a hedge")
             if t.kind == "neg":
                 raise ParseError("a negated answer is compared as text")
+            if t.kind == "cmd" and t.val == "dots":
+                raise ParseError("an ellipsis is compared as text")  # \{2, 4, 6, \ldots\} is not \{2, 4, 6\}
         cases = [k for k, t in enumerate(self.t) if t.kind == "qual" and t.val in ("for", "at") and not (
             k + 1 < len(self.t) and self.t[k + 1].val.lower() in ("all", "every", "each", "any", "forall"))]
         if len(cases) > 1:  # "7 for k >= 2, 1 for k = 1"; "for all x" is no case
@@ -477,6 +479,7 @@ class Parser:
                 raise ParseError("division by a matrix")
             if b == 0:
                 raise ParseError("division by zero")
+            self.need("ne0", b)
             return a * _safe_pow(b, sp.Integer(-1)) if not b.is_Number else a / b
         return a * b
 
@@ -963,8 +966,9 @@ _PHRASES = [(re.compile(p), r) for p, r in (
 def text_words(s: str) -> list[str]:
     """Lower-cased content words (and operator signs) of a text answer, LaTeX wrappers removed;
     a few fixed phrases read as one word ("does not exist" is "DNE")."""
-    s = re.sub(r"\\(?:text|mbox|textbf|mathrm|textit|emph)\s*", " ", normalize(s))
-    s = re.sub(r"\\(le|ge|ne|in|notin|subset|cup|cap|pm|mp|forall|exists)(?![a-zA-Z])", r" \1 ", s)  # relations are words
+    s = re.sub(r"\\(?:text|mbox|textbf|mathrm|textit|emph)(?![a-zA-Z])\s*", " ", normalize(s))
+    s = re.sub(r"\\(?:ldots|cdots|dots)(?![a-zA-Z])", " dots ", s)
+    s = re.sub(r"\\(le|ge|ne|in|notin|subset|cup|cap|pm|mp|forall|exists)(?![a-zA-Z])", r" \1 ", s)  # words too
     s = re.sub(r"\\[a-zA-Z]+", " ", s).lower()
     for pat, rep_ in _PHRASES:
         s = pat.sub(rep_, s)

@@ -19,10 +19,21 @@ _BASE = {
     "lb": ("M", Fraction(45359237, 10**8)), "oz": ("M", Fraction(45359237, 16 * 10**8)),
     "s": ("T", Fraction(1)), "min": ("T", Fraction(60)), "h": ("T", Fraction(3600)), "day": ("T", Fraction(86400)),
     "week": ("T", Fraction(604800)), "month": ("month", Fraction(1)), "year": ("month", Fraction(12)),
-    "ml": ("V", Fraction(1, 1000)), "l": ("V", Fraction(1)), "gallon": ("gallon", None),
+    "ml": ({"L": 3}, Fraction(1, 10**6)), "l": ({"L": 3}, Fraction(1, 1000)), "gallon": ("gallon", None),
     "dollar": ("USD", Fraction(1)), "cent": ("USD", Fraction(1, 100)), "euro": ("EUR", Fraction(1)),
     "yuan": ("CNY", Fraction(1)), "yen": ("JPY", Fraction(1)), "rupee": ("INR", Fraction(1)),
 }
+# SI units by symbol (exact case), as {dimension: power} and a factor to SI base units; any of
+# them takes a prefix (kN, mA, MHz, ms, µm). "g" is 1/1000 of the base kilogram.
+_SI = {
+    "m": ({"L": 1}, Fraction(1)), "g": ({"M": 1}, Fraction(1, 1000)), "s": ({"T": 1}, Fraction(1)),
+    "A": ({"I": 1}, Fraction(1)), "Hz": ({"T": -1}, Fraction(1)), "N": ({"M": 1, "L": 1, "T": -2}, Fraction(1)),
+    "Pa": ({"M": 1, "L": -1, "T": -2}, Fraction(1)), "J": ({"M": 1, "L": 2, "T": -2}, Fraction(1)),
+    "W": ({"M": 1, "L": 2, "T": -3}, Fraction(1)), "Wh": ({"M": 1, "L": 2, "T": -2}, Fraction(3600)),
+    "V": ({"M": 1, "L": 2, "T": -3, "I": -1}, Fraction(1)), "L": ({"L": 3}, Fraction(1, 1000)),
+    "atm": ({"M": 1, "L": -1, "T": -2}, Fraction(101325)),
+}
+_PREFIX = {"p": -12, "n": -9, "µ": -6, "μ": -6, "u": -6, "m": -3, "c": -2, "d": -1, "k": 3, "M": 6, "G": 9, "T": 12}
 # rates written as one word: mph is miles per hour
 _COMPOUND = {"mph": {"mi": 1, "h": -1}, "kmh": {"km": 1, "h": -1}, "mps": {"m": 1, "s": -1}}
 _SYNONYMS = {
@@ -37,6 +48,16 @@ _SYNONYMS = {
 _FILLER = {"only", "approximately", "about", "roughly", "exactly", "total", "each", "th", "st", "nd", "rd", "in total",
            "units", "unit", "of", "the", "a", "an", "altogether", "overall"}
 _POWER_WORDS = {"square": 2, "sq": 2, "squared": 2, "cubic": 3, "cubed": 3}
+
+
+def _si(w: str) -> tuple[dict, Fraction] | None:
+    """An SI symbol, with or without a prefix, in its exact case (MW is not mW)."""
+    if w in _SI:
+        return _SI[w]
+    if len(w) > 1 and w[0] in _PREFIX and w[1:] in _SI:
+        dims, f = _SI[w[1:]]
+        return dims, f * Fraction(10) ** _PREFIX[w[0]]
+    return None
 
 
 def _singular(w: str) -> str:
@@ -61,8 +82,11 @@ def parse_unit(words: tuple) -> tuple[dict, tuple] | None:
     last = None
     for raw in words:
         raw = raw.strip()
-        # "mW" is not "MW": a short symbol in mixed case keeps it (mL is a millilitre)
-        w = raw if len(raw) <= 3 and raw not in (raw.lower(), raw.upper(), "mL", "Kg") else raw.lower()
+        # "mW" is not "MW": an SI symbol keeps its case, and so does a short word in mixed case
+        if raw not in _BASE and raw not in _SYNONYMS and _si(raw) is not None:
+            w = raw
+        else:
+            w = raw if len(raw) <= 3 and raw not in (raw.lower(), raw.upper(), "mL", "Kg") else raw.lower()
         if not w or w in _FILLER:
             continue
         if w in ("per", "/"):
@@ -81,7 +105,10 @@ def parse_unit(words: tuple) -> tuple[dict, tuple] | None:
         w = _singular(w)
         if w.endswith("^2") or w.endswith("^3"):
             w, pending = w[:-2], int(w[-1])
-        if w in _COMPOUND:
+        if _si(w) is not None and w not in _BASE:
+            known[w] = known.get(w, 0) + sign * pending
+            last = w
+        elif w in _COMPOUND:
             for base, power in _COMPOUND[w].items():
                 known[base] = known.get(base, 0) + sign * pending * power
             last = None
@@ -133,7 +160,8 @@ def _dims(known: dict) -> tuple[tuple, Fraction | None]:
     dims: dict[str, int] = {}
     factor: Fraction | None = Fraction(1)
     for name, power in known.items():
-        dim, f = _BASE.get(name, (name, Fraction(1)))
-        dims[dim] = dims.get(dim, 0) + power
+        dim, f = _si(name) if name not in _BASE and _si(name) is not None else _BASE.get(name, (name, Fraction(1)))
+        for d, k in (dim.items() if isinstance(dim, dict) else [(dim, 1)]):
+            dims[d] = dims.get(d, 0) + k * power
         factor = None if factor is None or f is None else factor * f ** power
     return tuple(sorted((d, k) for d, k in dims.items() if k)), factor

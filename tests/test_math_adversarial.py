@@ -51,6 +51,16 @@ def test_extraction_class(cls):
     assert not wrong, wrong
 
 
+def test_reward_cases():
+    r"""Whole completions through the reward: text next to the box (``\boxed{7} or 9``, ``x \ge
+    \boxed{7}``, ``The answer is not \boxed{7}``), later answers, hedges, think blocks."""
+    cases = [json.loads(line) for line in (DATA / "reward_cases.jsonl").read_text().splitlines() if line.strip()]
+    assert len(cases) >= 60 and {c["reward"] for c in cases} == {0.0, 1.0}
+    rewards = accuracy_reward(completions=[c["text"] for c in cases], answer=[c["gold"] for c in cases])
+    wrong = [(c["text"], c["gold"], c["reward"], r) for c, r in zip(cases, rewards) if r != c["reward"]]
+    assert not wrong, wrong
+
+
 def test_reward_compares_the_values_of_repeated_answers():
     completions = [
         r"so \boxed{2\sqrt2}, i.e. \boxed{\sqrt8}",  # one value in two spellings: no hedge
