@@ -223,7 +223,7 @@ def gold_answer(reference, from_solution: bool = False) -> str | None:
     if not ref:
         return None
     if from_solution or "\\boxed" in ref or "\\fbox" in ref or "####" in ref or "<answer>" in ref or "\n" in ref:
-        found = extract_answer(ref, fallbacks=True)
+        found = extract_answer(ref, fallbacks=True, strict=False)
         if found is not None or from_solution:
             return found
     return ref

@@ -294,22 +294,9 @@ class Cmp:
         gv, pv = _applied_vars(g), _applied_vars(p)
         if len(gv) == len(pv) == 1 and gv[0] != pv[0]:
             p = _subs_node(p, {pv[0]: gv[0]})
-        if _disjunction(p) and not _disjunction(g) or _disjunction(g) and not _disjunction(p):
-            return False  # "a = 2 or b = 3" asserts neither value
-        gn, pn = _named(g), _named(p)
-        if gn is not None and pn is not None and len(gn) == len(pn) == 1 and gn.keys() != pn.keys() \
-                and not all(isinstance(k, sp.Symbol) and len(k.name) == 1 for k in (*gn, *pn)):
-            return False  # f(2) = 5 is not f(3) = 5, a_2 = 3 not a_3 = 3 (x = 5 and y = 5 stay equal)
-        if gn is not None and pn is not None and (len(gn) > 1 or len(pn) > 1):
-            # both sides name several values: p = 9, q = 4 is not p = 4, q = 9
-            return gn.keys() == pn.keys() and all(self.multiset_eq(gn[k], pn[k]) for k in gn)
-        if gn is not None and len(gn) > 1 and isinstance(p, Lst):
-            named = [_named(x) is not None for x in p.items]
-            if any(named):
-                return False  # "p = 9, q = 4, 4": names mixed with bare values
-            if all(len(v) == 1 for v in gn.values()) and len(p.items) == len(gn):
-                # a gold naming its values against a bare list: the list answers in the gold's order
-                return self.seq_eq([v[0] for v in gn.values()], p.items)
+        decided = self.names_eq(g, p)
+        if decided is not None:
+            return decided
         if isinstance(g, Rel) and isinstance(p, Rel) and self.rel_eq(g, p):
             return True
         g2, p2 = _strip_label(g), _strip_label(p)
@@ -321,6 +308,25 @@ class Cmp:
             if self.solve_eq(g, p3):
                 return True
         return self.node_eq(g, p)
+
+    def names_eq(self, g, p) -> bool | None:
+        """What the names of the values decide, or None when they decide nothing."""
+        if _disjunction(p) != _disjunction(g):
+            return False  # "a = 2 or b = 3" asserts neither value
+        gn, pn = _named(g), _named(p)
+        if gn is not None and pn is not None:
+            if len(gn) == len(pn) == 1 and gn.keys() != pn.keys() \
+                    and not all(isinstance(k, sp.Symbol) and len(k.name) == 1 for k in (*gn, *pn)):
+                return False  # f(2) = 5 is not f(3) = 5, a_2 = 3 not a_3 = 3 (x = 5 and y = 5 stay equal)
+            if len(gn) > 1 or len(pn) > 1:  # p = 9, q = 4 is not p = 4, q = 9
+                return gn.keys() == pn.keys() and all(self.multiset_eq(gn[k], pn[k]) for k in gn)
+        if gn is not None and len(gn) > 1 and isinstance(p, Lst):
+            if any(_named(x) is not None for x in p.items):
+                return False  # "p = 9, q = 4, 4": names mixed with bare values
+            if all(len(v) == 1 for v in gn.values()) and len(p.items) == len(gn):
+                # a gold naming its values against a bare list: the list answers in the gold's order
+                return self.seq_eq([v[0] for v in gn.values()], p.items)
+        return None
 
     def node_eq(self, g, p) -> bool:
         gl, pl = isinstance(g, (Lst, SetN)) or _has_pm(g) and not isinstance(g, Tup), isinstance(p, (Lst, SetN)) or _has_pm(p) and not isinstance(p, Tup)

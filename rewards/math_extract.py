@@ -18,6 +18,8 @@ from __future__ import annotations
 import bisect
 import re
 
+from rewards.math_num import parse_number
+
 MAX_TEXT = 200_000  # characters scanned from the end of a completion; a longer text is cut
 MAX_ANSWER = 2_000  # an extracted answer longer than this is not an answer
 MAX_ANCHORS = 64  # fallback anchors tried, from the end
@@ -115,8 +117,6 @@ def _fate(tail: str, answer: str) -> str:
     doubt, stated = _last(_DOUBT_RE, tail), _last(_STATEMENT_RE, tail)
     if doubt is None and stated is None:
         return "stands"
-    from rewards.math_num import parse_number
-
     value = parse_number(answer)
     if value is not None:  # a number: the last number the text says must be the answer
         said = _last(_NUMBER_RE, tail)
@@ -215,8 +215,6 @@ def _answer_tags(text: str) -> list[tuple[int, int, int, int]]:
 
 
 def _same_answer(a: str, b: str) -> bool:
-    from rewards.math_num import parse_number
-
     if re.sub(r"\s|\$", "", a) == re.sub(r"\s|\$", "", b):
         return True
     na, nb = parse_number(a), parse_number(b)
@@ -264,12 +262,15 @@ def _candidates(text: str, fallbacks) -> list[tuple[str | None, int, int]]:
     return [found] if found else []
 
 
-def extract_answers(text, fallbacks: bool | tuple[str, ...] | list[str] = False, hedge: str = "reject") -> list[str]:
+def extract_answers(text, fallbacks: bool | tuple[str, ...] | list[str] = False, hedge: str = "reject",
+                    strict: bool = True) -> list[str]:
     """Every distinct final answer ``text`` gives, last one last; [] when it gives none.
 
     With ``hedge="reject"`` a completion that boxes several different strings returns them all,
     so that a caller can compare *values* (``\\boxed{2\\sqrt2}`` … ``\\boxed{\\sqrt8}`` is one
-    answer; ``\\boxed{3}`` … ``\\boxed{5}`` is a hedge); ``"last"`` keeps only the last one."""
+    answer; ``\\boxed{3}`` … ``\\boxed{5}`` is a hedge); ``"last"`` keeps only the last one.
+    ``strict=False`` is for a trusted text (a dataset's reference solution): what follows an answer
+    and its own clause are not read for retractions and hedges."""
     if hedge not in ("reject", "last"):
         raise ValueError(f"hedge must be 'reject' or 'last', got {hedge!r}")
     if not isinstance(text, str) or not text:
@@ -285,6 +286,10 @@ def extract_answers(text, fallbacks: bool | tuple[str, ...] | list[str] = False,
         if _BOX_RE.search(after) or "<answer>" in after.lower():
             text = after
     cands = _candidates(text, fallbacks)
+    if not strict:
+        if not cands or cands[-1][0] is None or len(cands[-1][0]) > MAX_ANSWER:
+            return []
+        return [cands[-1][0]] if hedge == "last" else _distinct(cands)
     # an answer taken back before the next one ("\boxed{9}. Wait, that's wrong ... \boxed{10}")
     # is no candidate; the last one taken back leaves no answer at all
     nexts = [c[1] for c in cands[1:]] + [len(text)]
@@ -297,10 +302,12 @@ def extract_answers(text, fallbacks: bool | tuple[str, ...] | list[str] = False,
     if not _alone(text, cands[-1][1], cands[-1][2]):
         return []
     cands = kept
-    last = cands[-1][0]
-    if hedge == "last":
-        return [last]
-    out = [last]
+    return [cands[-1][0]] if hedge == "last" else _distinct(cands)
+
+
+def _distinct(cands) -> list[str]:
+    """The distinct answers of the candidates, the last one last; [] for a spray."""
+    out = [cands[-1][0]]
     for c, _, _ in reversed(cands[:-1]):
         if c is not None and len(c) <= MAX_ANSWER and not any(_same_answer(c, o) for o in out):
             out.insert(0, c)
@@ -309,7 +316,8 @@ def extract_answers(text, fallbacks: bool | tuple[str, ...] | list[str] = False,
     return out
 
 
-def extract_answer(text, fallbacks: bool | tuple[str, ...] | list[str] = False, hedge: str = "reject") -> str | None:
+def extract_answer(text, fallbacks: bool | tuple[str, ...] | list[str] = False, hedge: str = "reject",
+                   strict: bool = True) -> str | None:
     """The final answer of ``text``: the last ``\\boxed{}``/``\\fbox{}`` (balanced braces), else
     the last ``<answer>…</answer>``; then, only when asked, regex fallbacks (``True`` = all of
     ``ALL_FALLBACKS``: "final answer is", "the answer is", GSM8K ``####``, an ``A:``/``Answer:`` line).
@@ -320,5 +328,5 @@ def extract_answer(text, fallbacks: bool | tuple[str, ...] | list[str] = False, 
     ``hedge="reject"`` (default): several different boxed (or tagged) strings give None (the
     reward compares their values instead: see ``extract_answers``); ``"last"`` keeps the last one
     (a model correcting itself: "\\boxed{3}, wait, no: \\boxed{5}")."""
-    found = extract_answers(text, fallbacks=fallbacks, hedge=hedge)
+    found = extract_answers(text, fallbacks=fallbacks, hedge=hedge, strict=strict)
     return found[0] if len(found) == 1 else None
