@@ -154,6 +154,13 @@ def _verdict(res: dict, lim: dict) -> tuple[str | None, dict]:
     return None, timing
 
 
+def _assert_verdict(outcome: str, timing: dict, lim: dict) -> str:
+    """The tests' outcome, except that a program that vanished mid-test after using (nearly) its
+    whole CPU budget was stopped for time: under heavy load the kill was once seen without its
+    signal in the program's status, and the tests only saw the program hang up (RE)."""
+    return "TLE" if outcome == "RE" and timing["cpu_s"] >= 0.95 * lim["cpu_s"] else outcome
+
+
 def _assert_outcome(res: dict) -> tuple[str, str]:
     """(verdict, detail) from what the tests' process wrote on fd 3; only a clean "pass" with exit 0 is AC."""
     try:
@@ -324,7 +331,7 @@ def run_tests(source: str, tests: dict | str, language: str = "python", stop_on_
             stderr = res["stderr"].decode("utf-8", "replace")
             if check is None:  # assert tests
                 if verdict is None:
-                    verdict = outcome[0]
+                    verdict = _assert_verdict(outcome[0], timing, lim)
                 peer_err = res["peer"]["stderr"].decode("utf-8", "replace").strip()
                 if peer_err and verdict != "AC":
                     stderr = f"{stderr.rstrip()}\n--- stderr of the program ---\n{peer_err}\n"

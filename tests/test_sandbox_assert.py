@@ -1739,6 +1739,16 @@ def test_spinning_is_tle(src, tests, limits):
     assert r.status == "ok" and r.passed == 0 and r.verdicts == ["TLE"], r
 
 
+def test_program_that_vanished_with_its_cpu_budget_spent_is_tle():
+    """The rule behind a flake seen once under heavy load (RLIMIT_CPU's kill not in the program's
+    status; the tests saw it hang up): RE with >= 95% of the CPU budget used is TLE, nothing else."""
+    lim = {"cpu_s": 1}
+    assert code._assert_verdict("RE", {"cpu_s": 0.999}, lim) == "TLE"
+    assert code._assert_verdict("RE", {"cpu_s": 0.5}, lim) == "RE"
+    assert code._assert_verdict("WA", {"cpu_s": 0.999}, lim) == "WA"
+    assert code._assert_verdict("AC", {"cpu_s": 0.99}, lim) == "AC"
+
+
 def test_print_never_decides_the_verdict():
     noisy = "import sys\ndef add(a, b):\n    print('All tests passed! AC')\n    print('FAILED', file=sys.stderr)\n    return {}\n"
     assert_accepted(judge(noisy.format("a + b"), ADD))
