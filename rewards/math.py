@@ -258,9 +258,11 @@ def make_accuracy_reward(
         # every distinct final answer a completion boxes must equal the gold: \boxed{2\sqrt2} ...
         # \boxed{\sqrt8} is one answer, \boxed{3} ... \boxed{5} a hedge
         cands = [extract_answers(completion_text(c), fallbacks=fallbacks, hedge=hedge) or [None] for c in completions]
-        flat = check_batch([(g, p) for g, ps in zip(golds, cands) for p in ps], timeout=timeout, workers=workers, **policy)
+        # ... and equal to each other: \boxed{7 m} ... \boxed{7 cm} both "equal" a bare 7
+        pairs = [[(g, p) for p in ps] + [(ps[-1], p) for p in ps[:-1]] for g, ps in zip(golds, cands)]
+        flat = check_batch([pair for ps in pairs for pair in ps], timeout=timeout, workers=workers, **policy)
         verdicts, k = [], 0
-        for ps in cands:
+        for ps in pairs:
             vs, k = flat[k: k + len(ps)], k + len(ps)
             worst = [v for v in vs if v.status == "not_equal"] or [v for v in vs if v.status == "unknown"] or vs
             verdicts.append(worst[0])

@@ -77,13 +77,15 @@ def _choice(gold: str, pred: str) -> bool | None:
     letter, rest = pm.group(1) or pm.group(2), pm.group(3)
     if pm.group(2) and pm.group(2) != pm.group(2).upper():
         return None  # a lower-case letter without parentheses is a variable
-    if re.search(r"\b[A-J]\b|\b(?:or|and|also|plus)\b|[/&]", rest):
-        return False  # "(B) or (C)", "(B) D", "(B)/D": two choices
+    if not re.fullmatch(r"[\d\s.,$\\{}()+-]*", rest):
+        return False  # "(B) or (C)", "(B) D", "(B) is false", "(B)?": more than the choice and its value
     return letter.upper() == m.group(1)
 
 
 def check_pair(gold: str, pred: str, policy: dict) -> tuple[str, str | None]:
     pol = Policy(**policy)
+    if "?" in pred and "?" not in gold:
+        return ("not_equal", "a question")  # "No?", "(B)?"
     if _canon(gold) == _canon(pred):
         return ("equal", None)
     choice = _choice(gold, pred)

@@ -43,7 +43,19 @@ _VALUE_WORDS = {"dozen": sp.Integer(12), "dozens": sp.Integer(12), "score": sp.I
                 "halves": sp.Rational(1, 2), "tenth": sp.Rational(1, 10), "tenths": sp.Rational(1, 10),
                 "hundredth": sp.Rational(1, 100), "hundredths": sp.Rational(1, 100),
                 "thousandth": sp.Rational(1, 1000), "thousandths": sp.Rational(1, 1000),
-                "squared": "^2", "cubed": "^3", "factorial": "!", "basis": None, "bps": None}
+                "squared": "^2", "cubed": "^3", "factorial": "!", "basis": None, "bps": None,
+                "tens": sp.Integer(10), "hundreds": sp.Integer(100), "thousands": sp.Integer(1000),
+                "millions": sp.Integer(10**6), "billions": sp.Integer(10**9), "bn": sp.Integer(10**9), "k": sp.Integer(1000),
+                "lakh": sp.Integer(10**5), "lakhs": sp.Integer(10**5), "crore": sp.Integer(10**7), "crores": sp.Integer(10**7),
+                "ppm": sp.Rational(1, 10**6), "ppb": sp.Rational(1, 10**9)}
+_ONLY_RE = re.compile(r"(?:is|are)\s+(?:the\s+)?(?:only|unique)?\s*(?:solution|answer|value|root|result)s?", re.I)
+# Words after a value that make a sentence of it ("7 is ruled out", "7 doubled") or a bound or a
+# doubt ("7 at minimum", "7 upper bound", "7 presumably"): not an answer.
+_SENTENCE_WORDS = {"is", "are", "was", "were", "be", "been", "fails", "fail", "failed", "that", "which", "since",
+                   "because", "wrongly", "erroneous", "ruled", "minus", "plus", "doubled", "halved", "tripled",
+                   "negated", "most", "least", "minimum", "maximum", "bound", "bounds", "presumably",
+                   "tentatively", "unsure", "doubtful", "hmm", "typically", "usually", "generally", "roughly"}
+_QUALIFIER_DENY = _SENTENCE_WORDS - {"is", "are", "was", "were", "be", "been", "that", "which", "since", "because"}
 for _k, _w in enumerate(("third", "quarter", "fifth", "sixth", "seventh", "eighth", "ninth")):
     _VALUE_WORDS[_w] = _VALUE_WORDS[_w + "s"] = sp.Rational(1, _k + 3)
 _VALUE_WORDS["fourth"] = _VALUE_WORDS["fourths"] = sp.Rational(1, 4)
@@ -268,6 +280,8 @@ class Parser:
         depth = 0
         while self.peek() is not None:
             t = self.peek()
+            if t.val.lower() in _QUALIFIER_DENY:
+                raise ParseError("a qualifier that denies or bounds the value")  # "7 that fails", "7 at minimum"
             if t.kind == "op" and t.val in ("(", "[", "{", "\\{"):
                 depth += 1
             elif t.kind == "op" and t.val in (")", "]", "}", "\\}"):
@@ -387,7 +401,11 @@ class Parser:
         if not _is_expr(v):
             return node
         n = node.num if isinstance(node, E) else None
-        if words and words[0].lower() in _VALUE_WORDS:
+        if _ONLY_RE.fullmatch(" ".join(words)):
+            words = []  # "x = 1 is the only solution"
+        if any(w.lower() in _SENTENCE_WORDS for w in words):
+            raise ParseError("a sentence or a bound after the value")
+        if words and (words[0].lower() in _VALUE_WORDS and words[0] != "K"):
             f = _VALUE_WORDS[words.pop(0).lower()]
             if f is None:
                 raise ParseError("a value word that cannot be applied")

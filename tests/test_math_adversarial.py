@@ -61,6 +61,16 @@ def test_reward_cases():
     assert not wrong, wrong
 
 
+def test_completion_longer_than_max_text_is_no_answer():
+    """Cutting a long completion could hide an unclosed <think> or an earlier different box."""
+    from rewards.math_extract import MAX_TEXT
+
+    filler = "Let me reason. " * (MAX_TEXT // 15 + 1)
+    assert extract_answer(filler + r"\boxed{7}") is None
+    assert extract_answer("<think>" + filler + r"\boxed{7}") is None
+    assert extract_answer(r"\boxed{7}") == "7"
+
+
 def test_reward_compares_the_values_of_repeated_answers():
     completions = [
         r"so \boxed{2\sqrt2}, i.e. \boxed{\sqrt8}",  # one value in two spellings: no hedge
