@@ -21,6 +21,7 @@ from rewards.math_num import Num, numbers_equal
 from rewards.math_parse import (
     FUNC_LETTERS, PM, E, Lst, ParseError, Rel, SetB, SetN, SetOp, TooLarge, Tup, normalize, parse_with_domain, text_words,
 )
+from rewards.math_lex import TEXT_WRAP
 from rewards.math_units import conversion
 
 MAX_ALTERNATIVES = 64  # \pm expansions
@@ -35,7 +36,7 @@ def _canon(s: str) -> str:
     spacing go, braces stay (2^{n+1} is not 2^n+1), and so does one space between two
     alphanumerics (1 2 is not 12); case matters (x is not X)."""
     s = normalize(s)
-    s = re.sub(r"\\(?:text|mbox|mathrm|textbf)\s*\{([^{}]*)\}", r"\1", s)
+    s = re.sub(TEXT_WRAP + r"\s*\{([^{}]*)\}", r"\1", s)
     s = re.sub(r"([\^_])\{\s*([A-Za-z0-9])\s*\}", r"\1\2", s)  # 3^{x} is 3^x
     s = re.sub(r"(?<=[A-Za-z0-9])\s+(?=[A-Za-z0-9])", " ", s)
     return re.sub(r"(?<![A-Za-z0-9])\s+|\s+(?![A-Za-z0-9])", "", s)
@@ -55,7 +56,7 @@ _CHOICE_PRED_RE = re.compile(r"(?:(?:option|choice|answer)\s*:?\s*)?(?:\(([A-J])
 
 
 def _plain(s: str) -> str:
-    s = re.sub(r"\\(?:text|mbox|textbf|mathrm|textrm)\s*\{([^{}]*)\}", r"\1", normalize(s))
+    s = re.sub(TEXT_WRAP + r"\s*\{([^{}]*)\}", r"\1", normalize(s))
     return re.sub(r"\s+", " ", s).strip().rstrip(".").strip()
 
 
@@ -160,7 +161,7 @@ def _text_equal(gold: str, pred: str, gw: list[str], pw: list[str], pol) -> bool
 
 
 def _text_items(s: str) -> list[tuple]:
-    parts = re.split(r",|;|\band\b", re.sub(r"\\(?:text|mbox|textbf|mathrm|textit|emph)(?![a-zA-Z])\s*", " ", s), flags=re.I)
+    parts = re.split(r",|;|\band\b", re.sub(TEXT_WRAP + r"\s*", " ", s), flags=re.I)
     return [tuple(w) for w in (text_words(x) for x in parts) if w]
 
 

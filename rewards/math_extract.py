@@ -234,19 +234,18 @@ def _fate(tail: str, answer: str) -> str:
     return "stands"
 
 
+_BRACE_TOKEN_RE = re.compile(r"\\.|[{}]", re.S)
+
+
 def _brace_matches(text: str) -> dict[int, int]:
     """Position of every ``{`` -> position of its ``}``, in one pass (escaped braces skipped)."""
-    out, stack, i, n = {}, [], 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\":
-            i += 2
-            continue
+    out, stack = {}, []
+    for m in _BRACE_TOKEN_RE.finditer(text):
+        c = m.group()
         if c == "{":
-            stack.append(i)
+            stack.append(m.start())
         elif c == "}" and stack:
-            out[stack.pop()] = i
-        i += 1
+            out[stack.pop()] = m.start()
     return out
 
 
@@ -404,9 +403,14 @@ def extract_answers(text, fallbacks: bool | tuple[str, ...] | list[str] = False,
         return [cands[-1][0]] if hedge == "last" else _distinct(cands)
     # an answer taken back before the next one ("\boxed{9}. Wait, that's wrong ... \boxed{10}")
     # is no candidate; the last one taken back leaves no answer at all
+    if len({c[0] for c in cands}) > MAX_CANDIDATES * MAX_CANDIDATES:
+        return []  # a spray: far more different boxes than answers could ever be distinct
+    last = cands[-1][0] if cands else None
     nexts = [c[1] for c in cands[1:]] + [len(text)]
-    fates = [("stands" if c[0] is None or (hedge == "last" and c is not cands[-1]) else _fate(text[c[2]: nxt], c[0]))
-             for c, nxt in zip(cands, nexts)]
+    # an earlier box with the final box's text cannot change the answer: its fate is not read
+    # (a repetition loop of one box stays linear and fast)
+    fates = [("stands" if c[0] is None or (c is not cands[-1] and (hedge == "last" or c[0] == last))
+              else _fate(text[c[2]: nxt], c[0])) for c, nxt in zip(cands, nexts)]
     if "hedged" in fates:
         return []
     kept = [c for c, fate in zip(cands, fates) if fate == "stands"]
@@ -423,9 +427,12 @@ def extract_answers(text, fallbacks: bool | tuple[str, ...] | list[str] = False,
 
 def _distinct(cands) -> list[str]:
     """The distinct answers of the candidates, the last one last; [] for a spray."""
-    out = [cands[-1][0]]
+    out, seen = [cands[-1][0]], {cands[-1][0]}
     for c, _, _ in reversed(cands[:-1]):
-        if c is not None and len(c) <= MAX_ANSWER and not any(_same_answer(c, o) for o in out):
+        if c is None or c in seen:
+            continue
+        seen.add(c)
+        if len(c) <= MAX_ANSWER and not any(_same_answer(c, o) for o in out):
             out.insert(0, c)
             if len(out) > MAX_CANDIDATES:
                 return []

@@ -169,6 +169,8 @@ SCALE_WORDS = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10
 FILLER = {"is", "are", "the", "a", "an", "all", "both", "answer", "final", "thus", "so", "therefore", "hence",
           "solution", "solutions", "value", "values", "equals", "equal", "be", "must", "will", "it", "of", "only"}
 INF_WORDS = {"infinity", "inf", "infinite", "infinitely"}
+# \text{...} and its kin, as a pattern: the wrapper only, the group it wraps is kept
+TEXT_WRAP = r"\\(?:text|textrm|textbf|textit|mbox|mathrm|emph)(?![a-zA-Z])"
 TEXT_CMDS = {"text", "mbox", "textrm", "textit", "textnormal", "mathrm", "mathbf", "textbf", "mathit",
              "operatorname", "boldsymbol", "mathsf", "texttt", "emph", "textsf", "hbox", "bm"}
 FUNC_LETTERS = set("fghFGHPQT") | {"p", "q"}

@@ -20,7 +20,9 @@ from fractions import Fraction
 
 import sympy as sp
 
-from rewards.math_lex import FILLER, FUNC_LETTERS, FUNCS, ParseError, Tok, TooLarge, normalize, tokenize  # noqa: F401
+from rewards.math_lex import (  # noqa: F401
+    FILLER, FUNC_LETTERS, FUNCS, TEXT_WRAP, ParseError, Tok, TooLarge, normalize, tokenize,
+)
 from rewards.math_num import Num, NumPolicy, numbers_equal, parse_decimal
 
 MAX_DEPTH = 60
@@ -984,7 +986,7 @@ _PHRASES = [(re.compile(p), r) for p, r in (
 def text_words(s: str) -> list[str]:
     """Lower-cased content words (and operator signs) of a text answer, LaTeX wrappers removed;
     a few fixed phrases read as one word ("does not exist" is "DNE")."""
-    s = re.sub(r"\\(?:text|mbox|textbf|mathrm|textit|emph)(?![a-zA-Z])\s*", " ", normalize(s))
+    s = re.sub(TEXT_WRAP + r"\s*", " ", normalize(s))
     s = re.sub(r"\\(?:ldots|cdots|dots)(?![a-zA-Z])", " dots ", s)
     s = re.sub(r"\\(le|ge|ne|in|notin|subset|cup|cap|pm|mp|forall|exists)(?![a-zA-Z])", r" \1 ", s)  # words too
     s = re.sub(r"\\[a-zA-Z]+", " ", s).lower()

@@ -84,22 +84,29 @@ def slot():
 # ---- forked children ---------------------------------------------------------------------
 
 
-def _spawn(run, fn, *args) -> tuple[int, int]:
-    """Fork a child that joins ``run`` and sends back fn(*args), pickled."""
+def _fork(fn, *args, setup=None) -> tuple[int, int]:
+    """Fork a child that runs ``setup()`` then sends back fn(*args), pickled (or the error)."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         code = 0
         try:
             os.close(r)
-            run.join()
+            if setup is not None:
+                setup()
             os.write(w, pickle.dumps(fn(*args)))
         except BaseException as e:  # noqa: BLE001 - reported to the test
             os.write(w, pickle.dumps(f"child error: {e!r}"))
             code = 1
         os._exit(code)
-    run.close_fds()
     os.close(w)
+    return pid, r
+
+
+def _spawn(run, fn, *args) -> tuple[int, int]:
+    """Fork a child that joins ``run`` and sends back fn(*args), pickled."""
+    pid, r = _fork(fn, *args, setup=run.join)
+    run.close_fds()
     return pid, r
 
 
@@ -573,42 +580,36 @@ def test_stale_runs_of_a_killed_server_are_cleaned():
 def test_works_after_pivot_root_hid_proc_and_sys(slot):
     """As in the server: the slot is made first, then the process loses /proc and /sys for good."""
     new_root = tempfile.mkdtemp(prefix="rlsbx-cgtest-root-")
-    r, w = os.pipe()
-    p = os.fork()
-    if p == 0:
+
+    def hidden():
         out = {}
-        try:
-            os.close(r)
-            L.unshare(L.CLONE_NEWNS)
-            L.mount(None, "/", None, L.MS_REC | L.MS_PRIVATE)
-            L.mount("tmpfs", new_root, "tmpfs", L.MS_NOSUID, "size=1m")
-            os.mkdir(f"{new_root}/old")
-            L.pivot_root(new_root, f"{new_root}/old")
-            os.chdir("/")
-            L.umount2("/old", L.MNT_DETACH)
-            out["hidden"] = not os.path.exists("/proc/self") and not os.path.exists("/sys/fs/cgroup")
-            run = slot.new_run(50 * MiB, 8)
-            status, _ = _result(*_spawn(run, _alloc, 60 * MiB))
-            out["oom"] = (_killed(status), run.oom_killed(), 0 < run.memory_peak() <= 50 * MiB)
-            out["removed"] = [run.remove()]
-            run = slot.new_run(64 * MiB, 8, 1.0)
-            status, _ = _result(*_spawn(run, _spin_children, 2, 0.3))
-            out["cpu"] = (status, run.cpu_ns() > 0.1e9, run.pids_limited())
-            out["removed"].append(run.remove())
-            run = slot.new_run(64 * MiB, 8)
-            pid, rr = _spawn(run, time.sleep, 60)
-            _wait_until(lambda: run.pids() == {pid})
-            out["kill_all"] = run.kill_all()
-            status, _ = _result(pid, rr)
-            out["killed"] = _killed(status)
-            out["removed"].append(run.remove())
-        except BaseException as e:  # noqa: BLE001
-            out["error"] = repr(e)
-        os.write(w, pickle.dumps(out))
-        os._exit(0)
-    os.close(w)
+        L.unshare(L.CLONE_NEWNS)
+        L.mount(None, "/", None, L.MS_REC | L.MS_PRIVATE)
+        L.mount("tmpfs", new_root, "tmpfs", L.MS_NOSUID, "size=1m")
+        os.mkdir(f"{new_root}/old")
+        L.pivot_root(new_root, f"{new_root}/old")
+        os.chdir("/")
+        L.umount2("/old", L.MNT_DETACH)
+        out["hidden"] = not os.path.exists("/proc/self") and not os.path.exists("/sys/fs/cgroup")
+        run = slot.new_run(50 * MiB, 8)
+        status, _ = _result(*_spawn(run, _alloc, 60 * MiB))
+        out["oom"] = (_killed(status), run.oom_killed(), 0 < run.memory_peak() <= 50 * MiB)
+        out["removed"] = [run.remove()]
+        run = slot.new_run(64 * MiB, 8, 1.0)
+        status, _ = _result(*_spawn(run, _spin_children, 2, 0.3))
+        out["cpu"] = (status, run.cpu_ns() > 0.1e9, run.pids_limited())
+        out["removed"].append(run.remove())
+        run = slot.new_run(64 * MiB, 8)
+        pid, rr = _spawn(run, time.sleep, 60)
+        _wait_until(lambda: run.pids() == {pid})
+        out["kill_all"] = run.kill_all()
+        status, _ = _result(pid, rr)
+        out["killed"] = _killed(status)
+        out["removed"].append(run.remove())
+        return out
+
     try:
-        status, out = _result(p, r, 60)
+        status, out = _result(*_fork(hidden), 60)
     finally:
         os.rmdir(new_root)
     assert out == {"hidden": True, "oom": (True, True, True), "removed": [True, True, True], "cpu": (0, True, False),
@@ -618,24 +619,16 @@ def test_works_after_pivot_root_hid_proc_and_sys(slot):
 
 @needs_cgroups
 def test_unavailable_when_not_root():
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
+    def create_as_nobody():
+        os.setgid(65534)
+        os.setuid(65534)
         try:
-            os.setgid(65534)
-            os.setuid(65534)
             cg.SlotCgroups.create(_name()).close()
-            msg = "created"
+            return "created"
         except cg.CgroupUnavailable as e:
-            msg = f"unavailable: {e}"
-        except BaseException as e:  # noqa: BLE001
-            msg = repr(e)
-        os.write(w, msg.encode())
-        os._exit(0)
-    os.close(w)
-    msg = os.read(r, 4096).decode()
-    os.close(r)
-    os.waitpid(pid, 0)
+            return f"unavailable: {e}"
+
+    _, msg = _result(*_fork(create_as_nobody))
     assert msg.startswith("unavailable: ") and "not root" in msg, msg
 
 
