@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -50,9 +49,11 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint in output_dir")] = False,
 ):
     """GRPO training with TRL's GRPOTrainer; every scored completion is kept in OUTPUT_DIR/traces."""
+    from rl_reason.lifeline import follow_launcher
     from rl_reason.train import load_train_recipe
     from rl_reason.train import train as run_train
 
+    follow_launcher()
     try:
         recipe = load_train_recipe(config, overrides or [])
         result = run_train(recipe, resume=resume)
@@ -109,59 +110,74 @@ def launch(
     accelerate_config: Annotated[str, typer.Option(help="zero2, zero3, zero3_offload, multi_gpu (configs/accelerate) or a .yaml path")] = "zero2",
     num_machines: Annotated[int, typer.Option(help="training nodes")] = 1,
     processes_per_machine: Annotated[int, typer.Option(help="processes (GPUs) per training node")] = 1,
-    machine_rank: Annotated[Optional[int], typer.Option(help="this node's rank (default: $NODE_RANK, $SLURM_NODEID or 0)")] = None,
-    main_process_ip: Annotated[str, typer.Option(help="rank-0 node address (default: $MASTER_ADDR or 127.0.0.1)")] = "",
+    machine_rank: Annotated[Optional[int], typer.Option(help="this node's rank: 0..N-1 train, N serves vLLM (default: $NODE_RANK, $SLURM_NODEID or 0)")] = None,
+    main_process_ip: Annotated[str, typer.Option(help="rank-0 node address (default: $MASTER_ADDR; required with several machines)")] = "",
     main_process_port: Annotated[int, typer.Option()] = 29500,
-    slurm: Annotated[bool, typer.Option("--slurm", help="take nodes, ranks and GPUs from the SLURM allocation")] = False,
-    vllm_node: Annotated[bool, typer.Option("--vllm-node", help="with --slurm: the last node serves vLLM for the others")] = False,
-    model: Annotated[Optional[str], typer.Option(help="model the vLLM server serves (the recipe's policy)")] = None,
+    slurm: Annotated[bool, typer.Option("--slurm", help="take nodes, ranks, GPUs and addresses from the SLURM allocation")] = False,
+    vllm_node: Annotated[bool, typer.Option("--vllm-node", help="plan a vLLM server node even if the recipe is not vllm_mode: server")] = False,
+    vllm_host: Annotated[str, typer.Option(help="address of the vLLM node, as training nodes reach it (default: $VLLM_HOST; from the allocation with --slurm)")] = "",
+    model: Annotated[Optional[str], typer.Option(help="what the vLLM node serves (default: the recipe's model)")] = None,
+    vllm_tensor_parallel_size: Annotated[int, typer.Option(help="GPUs per vLLM engine on the vLLM node")] = 1,
+    vllm_data_parallel_size: Annotated[int, typer.Option(help="vLLM engines on the vLLM node (MoE models; keep 1 for dense)")] = 1,
     resume: Annotated[bool, typer.Option("--resume")] = False,
-    mixed_precision: Annotated[Optional[str], typer.Option(help="override the accelerate config's mixed precision (no, bf16, fp16)")] = None,
+    mixed_precision: Annotated[Optional[str], typer.Option(help="shorthand for the recipe's bf16/fp16 keys (no, bf16, fp16); the recipe decides otherwise")] = None,
     vllm_timeout: Annotated[float, typer.Option(help="seconds training nodes wait for the vLLM server's /health")] = 900.0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print every node's command and exit")] = False,
 ):
-    """Start this node's part of a (multi-node) run, or print every node's command with --dry-run."""
+    """Start this node's part of a (multi-node) run, or print every node's command with --dry-run.
+
+    Every argument and the recipe are checked before any process starts. A recipe with
+    vllm_mode: server gets a vLLM node in the plan (machine rank N, after the N training nodes)."""
     import os
-
-    from rl_reason.launch import LaunchPlan, all_commands, format_commands, plan_from_slurm
-
-    plan = LaunchPlan(
-        recipe=str(config), overrides=overrides or [], accelerate_config=accelerate_config,
-        num_machines=num_machines, processes_per_machine=processes_per_machine,
-        main_process_ip=main_process_ip or os.environ.get("MASTER_ADDR", "127.0.0.1"),
-        main_process_port=main_process_port, model=model, resume=resume,
-        extra_accelerate_args=["--mixed_precision", mixed_precision] if mixed_precision else [],
-    )
-    try:
-        if slurm:
-            plan = plan_from_slurm(plan, use_vllm_node=vllm_node)
-        commands = all_commands(plan)
-    except (ValueError, KeyError) as exc:
-        _fail(f"launch: {exc}")
-    if dry_run:
-        typer.echo(format_commands(commands))
-        return
-    rank = machine_rank
-    if rank is None:
-        rank = int(os.environ.get("NODE_RANK") or os.environ.get("SLURM_NODEID") or 0)
-    node = list(commands)[rank]
-    cmd = commands[node]
-    if plan.vllm_node and node != plan.vllm_node:
-        from rl_reason.launch import wait_for_vllm
-
-        typer.echo(f"[{node}] waiting for the vLLM server on {plan.vllm_node}:{plan.vllm_port}", err=True)
-        try:
-            wait_for_vllm(plan.vllm_node, plan.vllm_port, timeout=vllm_timeout)
-        except TimeoutError as exc:
-            _fail(str(exc))
-    typer.echo(f"[{node}] {' '.join(cmd)}", err=True)
     import shutil
 
-    # accelerate/trl sit beside this interpreter even when its venv is not on PATH.
+    from rl_reason import launch as L
+
+    try:
+        plan, recipe, notes = L.make_plan(
+            config, overrides or [], accelerate_config=accelerate_config, num_machines=num_machines,
+            processes_per_machine=processes_per_machine, main_process_ip=main_process_ip or None,
+            main_process_port=main_process_port, slurm=slurm, vllm_node=vllm_node, vllm_host=vllm_host or None,
+            model=model, vllm_tensor_parallel_size=vllm_tensor_parallel_size,
+            vllm_data_parallel_size=vllm_data_parallel_size, mixed_precision=mixed_precision, resume=resume,
+        )
+        commands = L.all_commands(plan)
+        if dry_run:
+            for note in notes:
+                typer.echo(f"note: {note}", err=True)
+            typer.echo(L.format_commands(commands))
+            return
+        rank = L.machine_rank(plan, machine_rank)
+        L.check_placeholders(plan, rank)
+        node = plan.nodes[rank]
+        serving = plan.vllm is not None and node == plan.vllm.node
+        if not serving:
+            from rl_reason.train import preflight
+
+            preflight(recipe)
+            if rank == 0:
+                from rl_reason.run_lock import holder_of, refusal
+
+                holder = holder_of(recipe.args.output_dir)
+                if holder:
+                    raise ConfigError(refusal(recipe.args.output_dir, holder))
+    except ConfigError as exc:
+        _fail(str(exc))
+    env, cmd = L.split_env(commands[node])
+    # accelerate/vllm sit beside this interpreter even when its venv is not on PATH.
     bin_dir = str(Path(sys.executable).parent)
     os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
-    program = shutil.which(cmd[0]) or str(Path(bin_dir) / cmd[0])
-    os.execv(program, [program, *cmd[1:]])
+    program = shutil.which(cmd[0])
+    if program is None:
+        _fail(f"launch: {cmd[0]!r} is not installed on this node" + (" (pip install -e '.[vllm]')" if serving else ""))
+    if plan.vllm and not serving:
+        typer.echo(f"[{node}] waiting for the vLLM server on {plan.vllm.host}:{plan.vllm.port}", err=True)
+        try:
+            L.wait_for_vllm(plan.vllm.host, plan.vllm.port, timeout=vllm_timeout)
+        except TimeoutError as exc:
+            _fail(str(exc))
+    typer.echo(L.format_commands({node: commands[node]}), err=True)
+    os.execve(program, [program, *cmd[1:]], {**os.environ, **env})
 
 
 def _register_command_modules() -> None:

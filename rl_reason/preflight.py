@@ -69,3 +69,21 @@ def check_vllm(args, where: str) -> None:
         raise ConfigError(f"{where}: use_vllm: vLLM needs a CUDA GPU and none is visible; set use_vllm=false to generate with transformers")
     if args.vllm_mode not in ("colocate", "server"):
         raise ConfigError(f"{where}: vllm_mode: expected 'colocate' or 'server', got {args.vllm_mode!r}")
+
+
+def check_mixed_precision(args, where: str) -> None:
+    """The recipe's bf16/fp16 decide mixed precision; a launcher that asks for another one is refused.
+
+    ``accelerate launch --mixed_precision`` (or an accelerate config's ``mixed_precision``) reaches
+    DeepSpeed through ``ACCELERATE_MIXED_PRECISION``; left to disagree with the Trainer's flags it
+    ends in a DeepSpeed traceback (``ds bf16.enabled=True vs hf bf16|bf16_full_eval=False``).
+    ``rl-reason launch`` passes the recipe's own value, so only a hand-written launch can differ.
+    """
+    launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    recipe = "bf16" if args.bf16 else "fp16" if args.fp16 else "no"
+    if launcher in ("bf16", "fp16") and launcher != recipe:
+        raise ConfigError(
+            f"{where}: bf16/fp16: the launcher asks for {launcher} mixed precision (accelerate --mixed_precision "
+            f"or its config) but the recipe trains in {'fp32' if recipe == 'no' else recipe}; the recipe decides: "
+            f"set {launcher}=true in it, or launch with --mixed_precision {recipe}"
+        )

@@ -160,17 +160,20 @@ def read_traces(directory: str | Path, stats: dict | None = None) -> Iterator[di
 
 
 def rewind_shard(path: str | Path, step: int) -> int:
-    """Drop a shard's training records from ``step`` on (atomically); returns how many were dropped.
+    """Drop what a shard holds past the checkpoint at ``step`` (atomically); returns how many were dropped.
 
     On ``--resume`` from a checkpoint at ``step``, the steps after it are re-run, so the records the
-    crashed run wrote for them would otherwise appear twice.
+    crashed run wrote for them would otherwise appear twice. Training records sampled at ``step``
+    belong to the update after the checkpoint; an evaluation at ``step`` ran before it was saved.
     """
     path = Path(path)
     if not path.exists():
         return 0
     kept, dropped = [], 0
     for record in read_shard(path):
-        if record.get("mode") in ("train", "eval") and isinstance(record.get("step"), int) and record["step"] >= step:
+        at = record.get("step")
+        mode = record.get("mode")
+        if isinstance(at, int) and ((mode == "train" and at >= step) or (mode == "eval" and at > step)):
             dropped += 1
         else:
             kept.append(json.dumps(record, ensure_ascii=False))

@@ -19,10 +19,11 @@ from rewards.registry import REQUIRED_COLUMNS, get_reward
 from rl_reason.config import ConfigError, Recipe, load_recipe
 from rl_reason.data import train_dataset
 from rl_reason.monitor import monitoring_callbacks
-from rl_reason.preflight import check_model_path, check_output_dir, check_vllm, cpu_defaults
+from rl_reason.preflight import check_mixed_precision, check_model_path, check_output_dir, check_vllm, cpu_defaults
 from rl_reason.tiny import build_tiny
+from rl_reason.run_lock import RunLock, RunLocked, describe
 from rl_reason.traces import TraceWriter, rewind_shard, shard_path
-from rl_reason.trainer import TracingGRPOTrainer
+from rl_reason.trainer import TracingGRPOTrainer, load_trace_counters
 from rl_reason.wandb_env import default_mode
 
 
@@ -37,7 +38,22 @@ class TrainResult:
 def load_train_recipe(path, overrides=(), defaults: dict | None = None) -> Recipe:
     from trl import GRPOConfig
 
-    return load_recipe(path, overrides, args_class=GRPOConfig, defaults={**cpu_defaults(), **(defaults or {})})
+    recipe = load_recipe(path, overrides, args_class=GRPOConfig, defaults={**cpu_defaults(), **(defaults or {})})
+    check_mixed_precision(recipe.args, recipe.source)
+    return recipe
+
+
+def preflight(recipe: Recipe):
+    """Everything a user can get wrong, before anything heavy: ``(dataset, reward functions, output_dir)``.
+
+    ``rl-reason launch`` runs it too, so a mistake ends before any worker starts."""
+    check_vllm(recipe.args, recipe.source)
+    required = {c for r in recipe.rewards for c in REQUIRED_COLUMNS.get(r.name, ())}
+    dataset = train_dataset(recipe.data, required, where=recipe.source)
+    reward_funcs = [get_reward(r.name, **r.kwargs) for r in recipe.rewards]
+    if recipe.model.name_or_path != "tiny":
+        check_model_path(recipe.model.name_or_path, recipe.source)
+    return dataset, reward_funcs, check_output_dir(recipe.args.output_dir, recipe.source)
 
 
 def setup_wandb(recipe: Recipe) -> None:
@@ -66,16 +82,18 @@ def setup_wandb(recipe: Recipe) -> None:
 
 
 def train(recipe: Recipe, resume: bool = False) -> TrainResult:
-    args = recipe.args
-    # 1. Everything a user can get wrong, before anything heavy.
-    check_vllm(args, recipe.source)
-    required = {c for r in recipe.rewards for c in REQUIRED_COLUMNS.get(r.name, ())}
-    dataset = train_dataset(recipe.data, required, where=recipe.source)
-    reward_funcs = [get_reward(r.name, **r.kwargs) for r in recipe.rewards]
-    if recipe.model.name_or_path != "tiny":
-        check_model_path(recipe.model.name_or_path, recipe.source)
-    output_dir = check_output_dir(args.output_dir, recipe.source)
+    # 1. Everything a user can get wrong, before anything heavy; then OUTPUT_DIR is this run's alone.
+    dataset, reward_funcs, output_dir = preflight(recipe)
+    lock = hold_output_dir(output_dir, recipe.source)
+    try:
+        return _train(recipe, resume, dataset, reward_funcs, output_dir)
+    finally:
+        if lock is not None:
+            lock.release()
 
+
+def _train(recipe: Recipe, resume: bool, dataset, reward_funcs, output_dir: Path) -> TrainResult:
+    args = recipe.args
     # 2. The model: the embedded tiny one is built once and then loaded by path like any other.
     model_path = recipe.model.name_or_path
     if model_path == "tiny":
@@ -101,6 +119,8 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
             if dropped:
                 print(f"rank {rank}: resuming at step {step}, dropped {dropped} traces of the steps that will re-run")
         writer = TraceWriter(traces_dir, rank=rank, run_id=_run_id(args, output_dir, resumed=bool(checkpoint)))
+        if checkpoint:
+            counters = load_trace_counters(checkpoint, rank, writer.path, writer.run_id)
         if PartialState().is_main_process:
             _write_run_metadata(traces_dir, writer.run_id, recipe, tokenizer, model_path)
 
@@ -112,6 +132,8 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
         processing_class=tokenizer,
         trace_writer=writer,
     )
+    if writer is not None and checkpoint:
+        trainer.restore_trace_counters(counters)
     for callback in monitoring_callbacks(recipe, trainer):
         trainer.add_callback(callback)
     try:
@@ -124,6 +146,28 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(output_dir))
     return TrainResult(output_dir, traces_dir, trainer.state.global_step, trainer.state.log_history)
+
+
+def hold_output_dir(output_dir: Path, where: str) -> RunLock | None:
+    """Rank 0 takes OUTPUT_DIR's lock (see rl_reason.run_lock); every rank learns the verdict, so a
+    refused run ends on all of them, before any of them writes."""
+    state = PartialState()
+    lock, error = None, None
+    if state.is_main_process:
+        try:
+            lock = RunLock(output_dir).acquire()
+        except RunLocked as exc:
+            error = str(exc)
+        else:
+            if lock.took_over:
+                print(f"{output_dir}: took over the lock of a run that is gone ({describe(lock.took_over)})")
+    if state.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        error = broadcast_object_list([error])[0]
+    if error:
+        raise ConfigError(f"{where}: {error}")
+    return lock
 
 
 def _write_run_metadata(traces_dir: Path, run_id: str, recipe: Recipe, tokenizer, model_path: str) -> None:

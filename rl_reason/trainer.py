@@ -7,15 +7,18 @@ for the whole group, gathered over ranks) and ``_generate_and_score_completions`
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import deque
+from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
-from rl_reason.traces import TraceWriter
+from rl_reason.traces import TraceWriter, read_shard
 
 
 class _FlushTraces(TrainerCallback):
@@ -62,6 +65,45 @@ class _StepTimer(TrainerCallback):
             metrics["reward_pool/checks_per_s"].append(t["checks"] / t["reward"])
 
 
+COUNTERS_DIR = "trace_counters"
+
+
+class _SaveTraceCounters(TrainerCallback):
+    """Each rank's trace counters go into every checkpoint, so a resumed run continues them:
+    group ids (``step-batch-group``) and ``traces/written`` equal an uninterrupted run's."""
+
+    def __init__(self, trainer: "TracingGRPOTrainer"):
+        self.trainer = trainer
+
+    def on_save(self, args, state, control, **kwargs):
+        t = self.trainer
+        path = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}" / COUNTERS_DIR
+        path.mkdir(parents=True, exist_ok=True)
+        counters = {"generation_batches": t._generation_batches, "written": t.trace_writer.total,
+                    "run_id": t.trace_writer.run_id}
+        tmp = path / f"rank-{t.accelerator.process_index:05d}.json.tmp"
+        tmp.write_text(json.dumps(counters))
+        tmp.replace(tmp.with_suffix(""))
+
+
+def load_trace_counters(checkpoint: str | Path, rank: int, shard: Path, run_id: str) -> dict:
+    """This rank's counters at ``checkpoint``; from its (rewound) shard when the checkpoint has none
+    (made before counters were saved, or the run died between the checkpoint and its counters)."""
+    path = Path(checkpoint) / COUNTERS_DIR / f"rank-{rank:05d}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    written, batches = 0, 0
+    if shard.exists():
+        for record in read_shard(shard):
+            if record.get("run_id") == run_id:
+                written += 1
+                batch = str(record.get("group", "")).split("-")
+                if len(batch) == 3 and batch[1].isdigit():
+                    batches = max(batches, int(batch[1]) + 1)
+    print(f"rank {rank}: {path} missing; trace counters recovered from {shard.name}: {written} written, {batches} batches")
+    return {"generation_batches": batches, "written": written, "run_id": run_id}
+
+
 class TracingGRPOTrainer(GRPOTrainer):
     def __init__(self, *args, trace_writer: TraceWriter | None = None, recent_traces: int = 64, **kwargs):
         super().__init__(*args, **kwargs)
@@ -74,7 +116,13 @@ class TracingGRPOTrainer(GRPOTrainer):
         # Flush before the timer closes the step, so time/step includes the cost of capture.
         if trace_writer is not None:
             self.add_callback(_FlushTraces(trace_writer))
+            self.add_callback(_SaveTraceCounters(self))
         self.add_callback(_StepTimer(self))
+
+    def restore_trace_counters(self, counters: dict) -> None:
+        """Continue a checkpoint's counters (see ``_SaveTraceCounters``)."""
+        self._generation_batches = int(counters["generation_batches"])
+        self.trace_writer.written = int(counters["written"])
 
     def _generate(self, prompts):
         start = time.perf_counter()

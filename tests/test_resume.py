@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch
@@ -62,5 +61,19 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_model_d
     assert a.keys() == b.keys()
     # Same data order, optimizer, scheduler and RNG state: the same weights, bit for bit on CPU.
     assert all(torch.equal(a[k], b[k]) for k in a)
-    straight_traces = [(r["step"], r["completion"]) for r in read_traces(tmp_path / "straight" / "traces")]
-    assert sorted(straight_traces) == sorted((r["step"], r["completion"]) for r in records)
+    # The same traces, ids and counters included (group = step-batch-group: the batch counter continues).
+    fields = ("step", "mode", "group", "prompt", "completion", "rewards", "advantage", "completion_ids")
+    straight_records = list(read_traces(tmp_path / "straight" / "traces"))
+    assert sorted(json.dumps([r[f] for f in fields]) for r in straight_records) == sorted(json.dumps([r[f] for f in fields]) for r in records)
+    assert len({r["group"] for r in records}) == 6 * 2  # 8 completions per step, 4 per group
+
+    # The same metrics at every step, but for wall-clock ones.
+    def metrics(run):
+        history = json.loads((tmp_path / run / "trainer_state.json").read_text())["log_history"]
+        clock = ("time/", "throughput/", "reward_pool/", "step_time", "train_runtime", "train_samples_per_second",
+                 "train_steps_per_second")
+        return [{k: v for k, v in h.items() if not k.startswith(clock)} for h in history]
+
+    straight_metrics, resumed_metrics = metrics("straight"), metrics("killed")
+    assert [h["traces/written"] for h in resumed_metrics if "traces/written" in h] == [8 * s for s in range(1, 7)]
+    assert straight_metrics == resumed_metrics

@@ -78,3 +78,34 @@ def test_rewind_drops_steps_that_will_rerun(tmp_path):
     assert rewind_shard(shard_path(tmp_path, 0), 3) == 2
     assert [r["step"] for r in read_traces(tmp_path)] == [0, 1, 2, None]
     assert rewind_shard(tmp_path / "missing.jsonl", 0) == 0
+
+
+def test_rewind_keeps_the_evaluation_that_ran_before_the_checkpoint(tmp_path):
+    from rl_reason.traces import rewind_shard
+
+    with TraceWriter(tmp_path, rank=0) as w:
+        for step in range(4):
+            w.add({"step": step, "mode": "train"})
+            if step % 2 == 0:
+                w.add({"step": step, "mode": "eval"})
+    # A checkpoint at step 2 is saved after step 2's evaluation; training samples at step 2 are re-run.
+    assert rewind_shard(shard_path(tmp_path, 0), 2) == 2
+    assert [(r["step"], r["mode"]) for r in read_traces(tmp_path)] == [(0, "train"), (0, "eval"), (1, "train"), (2, "eval")]
+
+
+def test_trace_counters_come_from_the_checkpoint_or_else_the_rewound_shard(tmp_path):
+    from rl_reason.trainer import COUNTERS_DIR, load_trace_counters
+
+    with TraceWriter(tmp_path / "traces", rank=1, run_id="r") as w:
+        for batch in range(3):
+            for group in range(2):
+                w.add({"step": batch, "mode": "train", "group": f"{batch}-{batch}-{group}"})
+    with TraceWriter(tmp_path / "traces", rank=1, run_id="an-earlier-run") as w:
+        w.add({"step": 0, "mode": "train", "group": "0-7-0"})
+    shard = shard_path(tmp_path / "traces", 1)
+    checkpoint = tmp_path / "checkpoint-3"
+    checkpoint.mkdir()
+    assert load_trace_counters(checkpoint, 1, shard, "r") == {"generation_batches": 3, "written": 6, "run_id": "r"}
+    (checkpoint / COUNTERS_DIR).mkdir()
+    (checkpoint / COUNTERS_DIR / "rank-00001.json").write_text('{"generation_batches": 4, "written": 9, "run_id": "r"}')
+    assert load_trace_counters(checkpoint, 1, shard, "r")["generation_batches"] == 4
