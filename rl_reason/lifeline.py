@@ -21,11 +21,24 @@ import time
 POLL_S = 0.5
 
 
-def follow_launcher(poll_s: float = POLL_S) -> bool:
-    """Start the watch when this process was started by a launcher (``LOCAL_RANK`` is set); True if started."""
-    if "LOCAL_RANK" not in os.environ:
+def _started_by_launcher(parent: int) -> bool:
+    """torchrun (and accelerate's multi-process launchers) set LOCAL_RANK; accelerate's one-process
+    launcher does not, but is our parent. A run started from a shell (``nohup rl-reason train &``)
+    is neither, and outlives its shell as the user meant."""
+    if "LOCAL_RANK" in os.environ:
+        return True
+    try:
+        with open(f"/proc/{parent}/cmdline", "rb") as f:
+            return b"accelerate" in f.read()
+    except OSError:
         return False
+
+
+def follow_launcher(poll_s: float = POLL_S) -> bool:
+    """Start the watch when this process was started by a launcher; True if started."""
     parent = os.getppid()
+    if not _started_by_launcher(parent):
+        return False
 
     def watch() -> None:
         while os.getppid() == parent:

@@ -20,8 +20,8 @@ from rl_reason.config import ConfigError, Recipe, load_recipe
 from rl_reason.data import train_dataset
 from rl_reason.monitor import monitoring_callbacks
 from rl_reason.preflight import check_mixed_precision, check_model_path, check_output_dir, check_vllm, cpu_defaults
-from rl_reason.tiny import build_tiny
 from rl_reason.run_lock import RunLock, RunLocked, describe
+from rl_reason.tiny import build_tiny
 from rl_reason.traces import TraceWriter, rewind_shard, shard_path
 from rl_reason.trainer import TracingGRPOTrainer, load_trace_counters
 from rl_reason.wandb_env import default_mode
@@ -110,6 +110,7 @@ def _train(recipe: Recipe, resume: bool, dataset, reward_funcs, output_dir: Path
     checkpoint = _last_checkpoint(output_dir) if resume else None
     writer = None
     traces_dir = None
+    counters = None
     if recipe.traces.enabled:
         rank = PartialState().process_index
         traces_dir = Path(recipe.traces.dir) if recipe.traces.dir else output_dir / "traces"
@@ -131,9 +132,8 @@ def _train(recipe: Recipe, resume: bool, dataset, reward_funcs, output_dir: Path
         train_dataset=dataset,
         processing_class=tokenizer,
         trace_writer=writer,
+        trace_counters=counters,
     )
-    if writer is not None and checkpoint:
-        trainer.restore_trace_counters(counters)
     for callback in monitoring_callbacks(recipe, trainer):
         trainer.add_callback(callback)
     try:

@@ -105,11 +105,16 @@ def load_trace_counters(checkpoint: str | Path, rank: int, shard: Path, run_id: 
 
 
 class TracingGRPOTrainer(GRPOTrainer):
-    def __init__(self, *args, trace_writer: TraceWriter | None = None, recent_traces: int = 64, **kwargs):
+    def __init__(self, *args, trace_writer: TraceWriter | None = None, trace_counters: dict | None = None,
+                 recent_traces: int = 64, **kwargs):
+        """``trace_counters``: a checkpoint's (``load_trace_counters``), continued on resume."""
         super().__init__(*args, **kwargs)
         self.trace_writer = trace_writer
         self._pending = None
         self._generation_batches = 0
+        if trace_counters:
+            self._generation_batches = int(trace_counters["generation_batches"])
+            trace_writer.written = int(trace_counters["written"])
         self._timers = dict.fromkeys(("generation", "reward", "rollout", "tokens", "checks"), 0.0)
         # The latest records of this rank, for the W&B traces table (rl_reason.monitor).
         self.recent_traces: deque[dict] = deque(maxlen=recent_traces)
@@ -118,11 +123,6 @@ class TracingGRPOTrainer(GRPOTrainer):
             self.add_callback(_FlushTraces(trace_writer))
             self.add_callback(_SaveTraceCounters(self))
         self.add_callback(_StepTimer(self))
-
-    def restore_trace_counters(self, counters: dict) -> None:
-        """Continue a checkpoint's counters (see ``_SaveTraceCounters``)."""
-        self._generation_batches = int(counters["generation_batches"])
-        self.trace_writer.written = int(counters["written"])
 
     def _generate(self, prompts):
         start = time.perf_counter()

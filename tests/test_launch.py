@@ -258,3 +258,33 @@ def test_a_held_output_dir_is_refused_before_any_process(tmp_path, tiny_model_di
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_slurm_plan_of_a_server_recipe_takes_the_last_node_for_vllm(tmp_path, tiny_model_dir):
+    from rl_reason.launch import make_plan
+
+    recipe = _server_recipe(tmp_path, tiny_model_dir, vllm_server_port=8123)
+    env = {"SLURM_JOB_NODELIST": "localhost,gpu-b,gpu-c", "SLURM_GPUS_ON_NODE": "4"}
+    plan, _, notes = make_plan(recipe, slurm=True, env=env)
+    assert notes == [] and plan.train_nodes == ["localhost", "gpu-b"] and plan.vllm.node == "gpu-c"
+    commands = all_commands(plan)
+    assert commands["gpu-c"][:4] == ["VLLM_SERVER_DEV_MODE=1", "vllm", "serve", str(tiny_model_dir)]
+    assert commands["gpu-c"][commands["gpu-c"].index("--port") + 1] == "8123"
+    for node in ("localhost", "gpu-b"):
+        assert _value(commands[node], "vllm_server_host") == "gpu-c" and _value(commands[node], "vllm_server_port") == "8123"
+    with pytest.raises(LaunchError, match="at least 2 nodes"):
+        make_plan(recipe, slurm=True, env={"SLURM_JOB_NODELIST": "localhost"})
+
+
+def test_vllm_node_option_turns_a_recipe_into_a_server_run(tmp_path, tiny_model_dir):
+    from conftest import write_recipe
+
+    from rl_reason.launch import make_plan
+
+    recipe = write_recipe(tmp_path / "tiny.yaml", tiny_model_dir, tmp_path / "run")
+    plan, _, _ = make_plan(recipe, vllm_node=True, vllm_host="10.0.0.7", model="/models/policy",
+                           vllm_tensor_parallel_size=2, env={})
+    commands = all_commands(plan)
+    assert list(commands) == ["node0", "node1"] and commands["node1"][3] == "/models/policy"
+    assert {"use_vllm=true", "vllm_mode=server", "vllm_server_host=10.0.0.7"} <= set(commands["node0"])
+    assert plan.main_process_ip == "127.0.0.1"  # one training machine: loopback is right
