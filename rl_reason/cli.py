@@ -128,9 +128,6 @@ def launch(
 
     Every argument and the recipe are checked before any process starts. A recipe with
     vllm_mode: server gets a vLLM node in the plan (machine rank N, after the N training nodes)."""
-    import os
-    import shutil
-
     from rl_reason import launch as L
 
     try:
@@ -141,43 +138,15 @@ def launch(
             model=model, vllm_tensor_parallel_size=vllm_tensor_parallel_size,
             vllm_data_parallel_size=vllm_data_parallel_size, mixed_precision=mixed_precision, resume=resume,
         )
-        commands = L.all_commands(plan)
         if dry_run:
             for note in notes:
                 typer.echo(f"note: {note}", err=True)
-            typer.echo(L.format_commands(commands))
+            typer.echo(L.format_commands(L.all_commands(plan)))
             return
-        rank = L.machine_rank(plan, machine_rank)
-        L.check_placeholders(plan, rank)
-        node = plan.nodes[rank]
-        serving = plan.vllm is not None and node == plan.vllm.node
-        if not serving:
-            from rl_reason.train import preflight
-
-            preflight(recipe)
-            if rank == 0:
-                from rl_reason.run_lock import holder_of, refusal
-
-                holder = holder_of(recipe.args.output_dir)
-                if holder:
-                    raise ConfigError(refusal(recipe.args.output_dir, holder))
+        L.start_node(plan, recipe, L.machine_rank(plan, machine_rank), vllm_timeout=vllm_timeout,
+                     say=lambda line: typer.echo(line, err=True))
     except ConfigError as exc:
         _fail(str(exc))
-    env, cmd = L.split_env(commands[node])
-    # accelerate/vllm sit beside this interpreter even when its venv is not on PATH.
-    bin_dir = str(Path(sys.executable).parent)
-    os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
-    program = shutil.which(cmd[0])
-    if program is None:
-        _fail(f"launch: {cmd[0]!r} is not installed on this node" + (" (pip install -e '.[vllm]')" if serving else ""))
-    if plan.vllm and not serving:
-        typer.echo(f"[{node}] waiting for the vLLM server on {plan.vllm.host}:{plan.vllm.port}", err=True)
-        try:
-            L.wait_for_vllm(plan.vllm.host, plan.vllm.port, timeout=vllm_timeout)
-        except TimeoutError as exc:
-            _fail(str(exc))
-    typer.echo(L.format_commands({node: commands[node]}), err=True)
-    os.execve(program, [program, *cmd[1:]], {**os.environ, **env})
 
 
 def _register_command_modules() -> None:

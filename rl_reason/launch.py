@@ -354,6 +354,42 @@ def check_placeholders(plan: LaunchPlan, rank: int) -> None:
                           f"(or $VLLM_HOST), and run machine rank {plan.num_machines} on that node")
 
 
+def start_node(plan: LaunchPlan, recipe, rank: int, vllm_timeout: float = 900.0, say=print) -> None:
+    """Run machine ``rank``'s part of the plan in this process (``execve``: the launcher becomes it).
+
+    A training node first runs the trainer's own preflight (and, on rank 0, checks that no live
+    run holds OUTPUT_DIR), then waits for the vLLM server when there is one."""
+    import shutil
+
+    check_placeholders(plan, rank)
+    node = plan.nodes[rank]
+    serving = plan.vllm is not None and node == plan.vllm.node
+    if not serving:
+        from rl_reason.run_lock import holder_of, refusal
+        from rl_reason.train import preflight
+
+        preflight(recipe)
+        holder = holder_of(recipe.args.output_dir) if rank == 0 else None
+        if holder:
+            raise LaunchError(f"{recipe.source}: {refusal(recipe.args.output_dir, holder)}")
+    commands = all_commands(plan)
+    env, cmd = split_env(commands[node])
+    # accelerate and vllm sit beside this interpreter even when its venv is not on PATH.
+    bin_dir = str(Path(sys.executable).parent)
+    os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    program = shutil.which(cmd[0])
+    if program is None:
+        raise LaunchError(f"launch: {cmd[0]!r} is not installed on this node" + (" (pip install -e '.[vllm]')" if serving else ""))
+    if plan.vllm and not serving:
+        say(f"[{node}] waiting for the vLLM server on {plan.vllm.host}:{plan.vllm.port}")
+        try:
+            wait_for_vllm(plan.vllm.host, plan.vllm.port, timeout=vllm_timeout)
+        except TimeoutError as exc:
+            raise LaunchError(str(exc)) from None
+    say(format_commands({node: commands[node]}))
+    os.execve(program, [program, *cmd[1:]], {**os.environ, **env})
+
+
 def wait_for_vllm(host: str, port: int, timeout: float = 900.0, interval: float = 5.0) -> None:
     """Block until the vLLM server answers ``/health``; raise after ``timeout`` seconds."""
     import time

@@ -96,6 +96,15 @@ def _workers(launcher: subprocess.Popen) -> list[psutil.Process]:
     return out
 
 
+def _kill_group(leader: subprocess.Popen) -> None:
+    """End a process group this test started (its leader was started with start_new_session)."""
+    try:
+        os.killpg(leader.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    leader.communicate()
+
+
 def _gone(proc: psutil.Process) -> bool:
     try:
         return proc.status() == psutil.STATUS_ZOMBIE
@@ -147,11 +156,7 @@ def test_the_documented_cpu_command_dies_with_its_launcher_and_resumes(tmp_path)
         time.sleep(2)
         assert sizes == {p: p.stat().st_size for p in (run / "traces").glob("rank-*.jsonl")}, "traces still growing"
     finally:
-        try:
-            os.killpg(launcher.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        launcher.wait()
+        _kill_group(launcher)
     assert elapsed < 5, f"workers took {elapsed:.1f} s to follow their launcher"
 
     last = max(int(p.name.split("-")[1]) for p in run.glob("checkpoint-*") if (p / "trainer_state.json").exists())
@@ -187,9 +192,5 @@ def test_killing_one_nodes_launcher_ends_every_node(tmp_path, tiny_model_dir):
         assert all(_gone(w) for w in workers) and nodes[1].poll() not in (None, 0)
     finally:
         for p in nodes:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.communicate()
+            _kill_group(p)
     assert elapsed < 60, f"the run took {elapsed:.0f} s to end everywhere"
