@@ -37,12 +37,14 @@ class RunLocked(ConfigError):
 
 
 def _start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (clock ticks since boot), or None if it is gone."""
+    """The kernel's start time of ``pid`` (clock ticks since boot), or None if it is gone.
+
+    A zombie is gone too: in a container whose init does not reap, a dead holder stays one."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def _me() -> dict:

@@ -133,3 +133,17 @@ def test_train_and_resume_on_a_held_output_dir_refuse_in_one_line(tmp_path, tiny
     # The live run's files are as it left them: no rewind, no model built, no run id written.
     assert shard.read_text() == '{"step": 5, "mode": "train", "run_id": "live"}\n'
     assert not (tmp_path / "run" / "run_id").exists() and not (tmp_path / "run" / "base_model").exists()
+
+
+def test_a_zombie_holder_is_dead(tmp_path):
+    # Exited but not yet reaped (as under an init that never reaps): its /proc entry and start time remain.
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
+    started = run_lock._start_time(proc.pid)
+    write_lock(tmp_path / "run", host=socket.gethostname(), pid=proc.pid, pid_start=started)
+    assert holder_of(tmp_path / "run")["pid"] == proc.pid
+    stat = Path(f"/proc/{proc.pid}/stat")
+    deadline = time.monotonic() + 30
+    while stat.read_text().rsplit(")", 1)[1].split()[0] != "Z" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert holder_of(tmp_path / "run") is None
+    proc.wait()
