@@ -226,10 +226,6 @@ def plan_from_slurm(plan: LaunchPlan, env: dict | None = None) -> LaunchPlan:
     return plan
 
 
-def recipe_mixed_precision(args) -> str:
-    return "bf16" if args.bf16 else "fp16" if args.fp16 else "no"
-
-
 def make_plan(
     recipe_path: str | Path,
     overrides: list[str] = (),
@@ -271,6 +267,7 @@ def make_plan(
         overrides += [f"bf16={mixed_precision == 'bf16'}".lower(), f"fp16={mixed_precision == 'fp16'}".lower()]
     # Import-time chatter (transformers' "[INFO] Running in WANDB offline mode") must not mix with the plan.
     with contextlib.redirect_stdout(sys.stderr):
+        from rl_reason.preflight import mixed_precision as recipe_mixed_precision
         from rl_reason.train import load_train_recipe
 
         recipe = load_train_recipe(recipe_path, overrides)

@@ -71,6 +71,11 @@ def check_vllm(args, where: str) -> None:
         raise ConfigError(f"{where}: vllm_mode: expected 'colocate' or 'server', got {args.vllm_mode!r}")
 
 
+def mixed_precision(args) -> str:
+    """The recipe's mixed precision in accelerate's words: ``bf16``, ``fp16`` or ``no``."""
+    return "bf16" if args.bf16 else "fp16" if args.fp16 else "no"
+
+
 def check_mixed_precision(args, where: str) -> None:
     """The recipe's bf16/fp16 decide mixed precision; a launcher that asks for another one is refused.
 
@@ -80,7 +85,7 @@ def check_mixed_precision(args, where: str) -> None:
     ``rl-reason launch`` passes the recipe's own value, so only a hand-written launch can differ.
     """
     launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
-    recipe = "bf16" if args.bf16 else "fp16" if args.fp16 else "no"
+    recipe = mixed_precision(args)
     if launcher in ("bf16", "fp16") and launcher != recipe:
         raise ConfigError(
             f"{where}: bf16/fp16: the launcher asks for {launcher} mixed precision (accelerate --mixed_precision "

@@ -79,20 +79,26 @@ def describe(holder: dict) -> str:
     return f"host {holder.get('host')} pid {holder.get('pid')} (since {since})"
 
 
+def _live_holder(f, path: Path) -> dict | None:
+    """Try to lock the open lock file ``f``: who else holds it, alive, or None (``f`` is then ours,
+    or the filesystem has no flock and the file's contents said it is free)."""
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read(path) or {"host": "?", "pid": "?"}
+    except OSError:
+        pass  # a filesystem without flock: the contents and the heartbeat decide
+    holder = _read(path)
+    return holder if holder and holder.get("pid") != os.getpid() and _alive(holder, path) else None
+
+
 def holder_of(output_dir: str | Path) -> dict | None:
     """Who holds ``output_dir`` now (None when free); takes nothing."""
     path = Path(output_dir) / LOCK_NAME
     if not path.exists():
         return None
     with open(path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return _read(path) or {"host": "?", "pid": "?"}
-        except OSError:
-            pass  # a filesystem without flock: the file's contents decide
-        holder = _read(path)
-        return holder if holder and _alive(holder, path) else None
+        return _live_holder(f, path)
 
 
 def refusal(output_dir: str | Path, holder: dict) -> str:
@@ -115,14 +121,10 @@ class RunLock:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         while True:
             f = open(self.path, "a+")
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _read(self.path) or {"host": "?", "pid": "?"}
+            holder = _live_holder(f, self.path)
+            if holder:
                 f.close()
-                raise RunLocked(refusal(self.output_dir, holder)) from None
-            except OSError:
-                pass  # no flock here: the contents and the heartbeat decide
+                raise RunLocked(refusal(self.output_dir, holder))
             # The holder we waited for may have released (unlinked) the file we opened: lock the current one.
             try:
                 if os.fstat(f.fileno()).st_ino == os.stat(self.path).st_ino:
@@ -130,12 +132,7 @@ class RunLock:
             except FileNotFoundError:
                 pass
             f.close()
-        previous = _read(self.path)
-        if previous and previous.get("pid") != os.getpid() and _alive(previous, self.path):
-            f.close()
-            raise RunLocked(refusal(self.output_dir, previous))
-        if previous:
-            self.took_over = previous
+        self.took_over = _read(self.path)
         f.seek(0)
         f.truncate()
         f.write(json.dumps(_me()))

@@ -153,3 +153,28 @@ def test_use_vllm_without_vllm_or_gpu_fails_before_loading(tmp_path):
     assert proc.returncode == 2
     assert "use_vllm: vLLM" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "launcher, recipe_keys, refused",
+    [
+        ("bf16", {}, True),  # fp32 recipe (the CPU default) under a bf16 launcher: DeepSpeed would stop
+        ("fp16", {"bf16": True}, True),
+        ("bf16", {"fp16": True, "bf16": False}, True),
+        ("bf16", {"bf16": True}, False),
+        ("no", {"bf16": True}, False),  # the recipe turns it on; accelerate's "no" is only a default
+        ("no", {}, False),
+        (None, {"bf16": True}, False),
+    ],
+)
+def test_mixed_precision_comes_from_the_recipe(tmp_path, monkeypatch, launcher, recipe_keys, refused):
+    if launcher is None:
+        monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    else:
+        monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", launcher)
+    path = write(tmp_path, base(tmp_path, **recipe_keys))
+    if refused:
+        with pytest.raises(ConfigError, match=rf"launcher asks for {launcher} mixed precision.*the recipe decides"):
+            load_train_recipe(path)
+    else:
+        load_train_recipe(path)

@@ -215,6 +215,7 @@ BAD_LAUNCHES = [
     (lambda t, m: [_server_recipe(t, m), "--num-machines", "2", "--vllm-host", "10.0.0.9"], "needs --main-process-ip"),
     (lambda t, m: [_server_recipe(t, m, vllm_server_base_url="http://10.0.0.9:8000"), "--vllm-node", "--dry-run"], "vllm_server_base_url"),
     (lambda t, m: [_server_recipe(t, m), "--vllm-host", "127.0.0.1", "--vllm-tensor-parallel-size", "0"], "--vllm-tensor-parallel-size must be"),
+    (lambda t, m: [_server_recipe(t, "tiny"), "--dry-run"], "a vLLM node serves a saved model"),
     # This CPU machine has no vLLM: a training node says so before starting anything.
     (lambda t, m: [_server_recipe(t, m), "--vllm-host", "127.0.0.1"], "use_vllm: vLLM"),
 ]
