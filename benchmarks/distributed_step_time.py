@@ -52,7 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
-    from rl_reason.tiny import build_tiny
+    from rl_reason.data.tiny import build_tiny
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

@@ -68,7 +68,7 @@ def make_traces(directory: Path, n: int, group: int = 8, seed: int = 0) -> None:
 
 CHILD = """
 import json, sys, time
-from rl_reason.export import ExportOptions, export
+from rl_reason.export.pipeline import ExportOptions, export
 traces, out, evalset, mix, fmt = sys.argv[1:6]
 opts = ExportOptions(min_reward=1.0, correct_only=True, select="diverse", k=2, check_format=True,
                      min_tokens=10, max_tokens=4096, min_pass_rate=0.1, max_pass_rate=0.9,

@@ -17,7 +17,7 @@ Parts, each with its own timeout, run in order and never stop the others:
   gpu_tests  pytest -m gpu on the test files that carry the marker
 
 Step times and tokens/s are medians over the steps after the first (warm-up), read from the
-run's OUTPUT_DIR/trainer_state.json (rl_reason.trainer._StepTimer). Peak GPU memory is read
+run's OUTPUT_DIR/trainer_state.json (rl_reason.train.trainer._StepTimer). Peak GPU memory is read
 inside each training process: a sitecustomize.py put on PYTHONPATH for the run registers an
 atexit hook that writes torch.cuda.max_memory_allocated()/max_memory_reserved() to a file. The
 last line on stdout is one JSON object; a part that failed has "pass": false and its error tail
@@ -286,8 +286,8 @@ def build_model(out: str, cpu: bool) -> None:
     import trl
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    import rl_reason.train  # noqa: F401 - everything `rl-reason train` imports
-    from rl_reason.tiny import build_tokenizer
+    import rl_reason.train.run  # noqa: F401 - everything `rl-reason train` imports
+    from rl_reason.data.tiny import build_tokenizer
 
     cuda = torch.cuda.is_available()
     info = {
@@ -387,7 +387,7 @@ def summarize_run(output_dir: Path, probe_dir: Path, steps: int) -> dict:
     gpu = [p for p in probes if p.get("cuda")]
     out["peak_gpu_mem_gib"] = round(max(p["max_allocated_gib"] for p in gpu), 3) if gpu else None
     out["peak_gpu_reserved_gib"] = round(max(p["max_reserved_gib"] for p in gpu), 3) if gpu else None
-    # The training process: `rl-reason train` or `python -m rl_reason.cli` (argv[0] is then cli.py).
+    # The training process: `rl-reason train` or `python -m rl_reason.cli` (argv[0] is then rl_reason/cli/__main__.py).
     rss = [p["maxrss_gib"] for p in probes if "maxrss_gib" in p and re.search(r"rl[-_]reason", (p.get("argv") or [""])[0])]
     out["peak_rss_gib"] = round(max(rss), 3) if rss else None
     traces = output_dir / "traces"

@@ -139,7 +139,7 @@ def bench(name: str, fn, jobs: list, workers: int) -> dict:
 def landlock_ab(tier: str, rounds: int = 60, batch: int = 10) -> None:
     """Per-execution cost of Landlock: one slot with it and one without, trivial program, interleaved in
     batches (load drifts); prints the sandboxed child's CPU time and the client's latency."""
-    from rewards import sandbox_pool
+    from rewards.sandbox import pool as sandbox_pool
 
     orig = sandbox_pool._config
     pools = {}
@@ -212,7 +212,7 @@ def breakdown(n: int, batch: int = 10) -> None:
     """Median time of each stage of a serial trivial run (stamps from the parent, server, A and B), for
     the one-fork path ("direct": root, tier namespaces) and the two-fork path (server -> A -> B, used in a
     user namespace), one slot each, interleaved in batches (load drifts)."""
-    from rewards import sandbox_pool
+    from rewards.sandbox import pool as sandbox_pool
 
     triv_tests = {"type": "stdio", "cases": [{"input": "", "output": "1"}]}
     orig = sandbox_pool._config

@@ -6,7 +6,7 @@
 
 Three measurements, printed side by side:
 
-1. End-to-end: tiny GRPO runs (the real ``rl_reason.train.train``) with ``traces.enabled`` true
+1. End-to-end: tiny GRPO runs (the real ``rl_reason.train.run.train``) with ``traces.enabled`` true
    and false, same seed and steps, so both arms generate the same completions. The arms alternate
    (on/off, off/on, ...) so load from other jobs hits both alike. Reported: the median step wall
    time (this script's own clock, from one ``on_step_end`` to the next, so it includes the flush
@@ -60,9 +60,10 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
-import rl_reason.train as train_module  # noqa: E402
-from rl_reason.traces import SCHEMA_VERSION, TraceWriter, _jsonable  # noqa: E402
-from rl_reason.trainer import TracingGRPOTrainer  # noqa: E402
+import rl_reason.train.run as train_module  # noqa: E402
+from rl_reason.traces.schema import SCHEMA_VERSION  # noqa: E402
+from rl_reason.traces.writer import TraceWriter, _jsonable  # noqa: E402
+from rl_reason.train.trainer import TracingGRPOTrainer  # noqa: E402
 
 COMPONENTS = ("build", "encode", "health", "flush")
 LABELS = {
@@ -206,7 +207,7 @@ def _spread(values: list[float]) -> float:
 
 
 def end_to_end(tmp: Path, args) -> tuple[list[dict], list[str]]:
-    from rl_reason.tiny import build_tiny
+    from rl_reason.data.tiny import build_tiny
 
     build_tiny(tmp / "model")
     torch.set_num_threads(args.threads)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from rewards._text import completion_text
+from rewards.text import completion_text
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _ANSWER_TAG = re.compile(r"<answer>.*?</answer>", re.S)

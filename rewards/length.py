@@ -6,7 +6,7 @@ Length is counted in tokens from ``completion_ids`` when TRL passes them, else i
 
 from __future__ import annotations
 
-from rewards._text import completion_text
+from rewards.text import completion_text
 
 
 def overlong_penalty(length: int, max_completion_length: int, cache: int) -> float:

@@ -63,6 +63,7 @@ class RewardSpec(_Section):
     name: str
     weight: float = 1.0
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    role: Literal["verifier", "format", "shaping"] | None = None  # default: rewards.registry.role_of
 
 
 class TracesSection(_Section):

@@ -109,15 +109,15 @@ def _sft_args(output_dir: Path, overrides: dict, seed: int, report_to: str):
 def run_demo(output: str | Path, seed: int = 0, quick: bool = False, report_to: str = "none") -> dict:
     from datasets import Dataset
 
-    from rl_reason.data import procedural_splits
-    from rl_reason.evaluate import evaluate
-    from rl_reason.export import export
+    from rl_reason.data.load import procedural_splits
+    from rl_reason.sampling.evaluate import evaluate
+    from rl_reason.export.pipeline import export
     from rl_reason.preflight import check_output_dir
-    from rl_reason.sample import sample_traces
+    from rl_reason.sampling.sample import sample_traces
     from rl_reason.sft import run_sft
-    from rl_reason.task import make_problems, prompt_messages
-    from rl_reason.tiny import build_tiny
-    from rl_reason.train import load_train_recipe, train
+    from rl_reason.data.tasks import make_problems, prompt_messages
+    from rl_reason.data.tiny import build_tiny
+    from rl_reason.train.run import load_train_recipe, train
 
     start = time.time()
     out = check_output_dir(output, "demo")

@@ -53,7 +53,7 @@ def load_messages(source: str | Path, where: str = "config"):
 
 def distill(recipe: Recipe) -> Path:
     from rl_reason.sft import run_sft
-    from rl_reason.tiny import build_tiny
+    from rl_reason.data.tiny import build_tiny
 
     dataset = load_messages(recipe.data.source, recipe.source)
     if recipe.model.name_or_path != "tiny":

@@ -268,7 +268,7 @@ def make_plan(
     # Import-time chatter (transformers' "[INFO] Running in WANDB offline mode") must not mix with the plan.
     with contextlib.redirect_stdout(sys.stderr):
         from rl_reason.preflight import mixed_precision as recipe_mixed_precision
-        from rl_reason.train import load_train_recipe
+        from rl_reason.train.run import load_train_recipe
 
         recipe = load_train_recipe(recipe_path, overrides)
     args = recipe.args
@@ -362,8 +362,8 @@ def start_node(plan: LaunchPlan, recipe, rank: int, vllm_timeout: float = 900.0,
     node = plan.nodes[rank]
     serving = plan.vllm is not None and node == plan.vllm.node
     if not serving:
-        from rl_reason.run_lock import holder_of, refusal
-        from rl_reason.train import preflight
+        from rl_reason.train.run_lock import holder_of, refusal
+        from rl_reason.train.run import preflight
 
         preflight(recipe)
         holder = holder_of(recipe.args.output_dir) if rank == 0 else None

@@ -51,7 +51,7 @@ def _png(title: str, history: list[dict], keys: list[str]) -> str | None:
 
 
 def _trace_summary(traces_dir: Path) -> tuple[dict, list[dict]]:
-    from rl_reason.traces import read_traces
+    from rl_reason.traces.reader import read_traces
 
     counts: Counter = Counter()
     unjudged: list[dict] = []

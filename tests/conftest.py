@@ -21,20 +21,19 @@ for _var in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_ART
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A freshly built tiny model (random weights), saved once per session."""
-    from rl_reason.tiny import build_tiny
+    from rl_reason.data.tiny import build_tiny
 
     return build_tiny(tmp_path_factory.mktemp("tiny") / "model", size="tiny", seed=0)
 
 
 @pytest.fixture(scope="session")
 def student_model_dir(tmp_path_factory) -> Path:
-    from rl_reason.tiny import build_tiny
+    from rl_reason.data.tiny import build_tiny
 
     return build_tiny(tmp_path_factory.mktemp("student") / "model", size="student", seed=0)
 
 
-def write_recipe(path: Path, model_dir: Path, output_dir: Path, **overrides) -> Path:
-    """A small GRPO recipe on the tiny model: 3 steps of 4 prompts' groups, in about a second."""
+def _write_recipe(path: Path, model_dir: Path, output_dir: Path, **overrides) -> Path:
     import yaml
 
     recipe = {
@@ -54,3 +53,10 @@ def write_recipe(path: Path, model_dir: Path, output_dir: Path, **overrides) -> 
     }
     path.write_text(yaml.safe_dump(recipe))
     return path
+
+
+@pytest.fixture(scope="session")
+def write_recipe():
+    """The recipe builder: ``write_recipe(path, model_dir, output_dir, **overrides)`` writes a small GRPO
+    recipe on the tiny model (3 steps of 4 prompts' groups, about a second) with ``overrides`` on top."""
+    return _write_recipe

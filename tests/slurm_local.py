@@ -14,21 +14,11 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-PACKAGES = ["slurmctld", "slurmd", "slurm-client"]
-
-
-def ensure_installed() -> str | None:
-    """Install SLURM with apt when missing; the reason it cannot be had, or None."""
+def missing() -> str | None:
+    """Why SLURM cannot run here (tests/system_deps.sh installs it), or None."""
     if all(shutil.which(b) for b in ("slurmctld", "slurmd", "sbatch", "sinfo")):
         return None
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return "SLURM is not installed and apt-get as root is not available to install it"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *PACKAGES]):
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-        if proc.returncode != 0:
-            return f"could not install SLURM ({' '.join(cmd)}): {proc.stderr.strip()[-300:]}"
-    return None
+    return "SLURM is not installed: run tests/system_deps.sh (the README's test command does)"
 
 
 def _free_port() -> int:

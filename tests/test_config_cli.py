@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from rl_reason.config import ConfigError
-from rl_reason.train import load_train_recipe
+from rl_reason.train.run import load_train_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,5 @@
 """Real multi-process GRPO: DeepSpeed ZeRO-2 and ZeRO-3 over gloo with 2 CPU processes."""
 
-import json
 import os
 import subprocess
 import sys
@@ -9,25 +8,25 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_recipe
-from rl_reason.traces import read_traces
+from rl_reason.traces.reader import read_traces
 
 REPO = Path(__file__).resolve().parents[1]
 ACCELERATE = str(Path(sys.executable).parent / "accelerate")
 
 
-def recipe(tmp_path, model_dir):
-    return write_recipe(tmp_path / "recipe.yaml", model_dir, tmp_path / "run", run_name="dist")
+@pytest.fixture
+def recipe(tmp_path, tiny_model_dir, write_recipe):
+    return write_recipe(tmp_path / "recipe.yaml", tiny_model_dir, tmp_path / "run", run_name="dist")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", ["zero2", "zero3"])
-def test_two_process_deepspeed(tmp_path, tiny_model_dir, stage):
+def test_two_process_deepspeed(tmp_path, recipe, stage):
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [ACCELERATE, "launch", "--config_file", str(REPO / "configs" / "accelerate" / f"{stage}.yaml"),
          "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--main_process_port", "29533" if stage == "zero2" else "29534",
-         "-m", "rl_reason.cli", "train", str(recipe(tmp_path, tiny_model_dir))],
+         "-m", "rl_reason.cli", "train", str(recipe)],
         capture_output=True, text=True, timeout=600, env=env, cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]

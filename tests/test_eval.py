@@ -8,8 +8,8 @@ from math import comb
 
 import pytest
 
-from rl_reason.evaluate import EvalReport, answer_type, evaluate, pass_at_k
-from rl_reason.task import make_problems
+from rl_reason.sampling.evaluate import EvalReport, answer_type, evaluate, pass_at_k
+from rl_reason.data.tasks import make_problems
 
 
 @pytest.mark.parametrize("n,c,k", [(5, 0, 1), (5, 2, 1), (5, 2, 2), (6, 3, 4), (10, 1, 10), (4, 4, 2)])

@@ -4,8 +4,8 @@ import json
 
 from datasets import load_dataset, load_from_disk
 
-from rl_reason.export import export, select_records
-from rl_reason.traces import TraceWriter
+from rl_reason.export.pipeline import export, select_records
+from rl_reason.traces.writer import TraceWriter
 
 PROMPT_A = [{"role": "system", "content": "sys"}, {"role": "user", "content": "1+2"}]
 PROMPT_B = [{"role": "system", "content": "sys"}, {"role": "user", "content": "3+4"}]

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from rl_reason.export import ExportError, ExportOptions, ExportStats, select_records
-from rl_reason.export_filters import (
+from rl_reason.export.pipeline import ExportError, ExportOptions, ExportStats, select_records
+from rl_reason.export.filters import (
     Decontaminator,
     drop_near_duplicates,
     in_pass_band,

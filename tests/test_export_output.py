@@ -7,10 +7,11 @@ import sys
 import pytest
 from datasets import load_dataset
 
-from rl_reason.compact import compact, read_parquet_shard, record_to_row, row_to_record
-from rl_reason.export import ExportError, ExportOptions, export, push_to_hub
-from rl_reason.export_io import TraceSource
-from rl_reason.traces import TraceWriter
+from rl_reason.traces.compact import compact
+from rl_reason.traces.parquet import read_parquet_shard, record_to_row, row_to_record
+from rl_reason.export.pipeline import ExportError, ExportOptions, export, push_to_hub
+from rl_reason.traces.reader import TraceSource
+from rl_reason.traces.writer import TraceWriter
 
 SYS = {"role": "system", "content": "sys"}
 

@@ -18,7 +18,7 @@ def wandb_env(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     for var, sub in [("WANDB_DATA_DIR", "wb-data"), ("WANDB_CONFIG_DIR", "wb-config"), ("WANDB_CACHE_DIR", "wb-cache")]:
         monkeypatch.setenv(var, str(tmp_path / sub))
-    # rl_reason.train.setup_wandb setdefaults these for the whole process; a run of its own must not inherit them.
+    # rl_reason.train.run.setup_wandb setdefaults these for the whole process; a run of its own must not inherit them.
     for var in ["WANDB_DIR", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_GROUP", "WANDB_TAGS", "WANDB_RUN_ID", "WANDB_RESUME", "WANDB_JOB_TYPE"]:
         monkeypatch.delenv(var, raising=False)
     yield monkeypatch

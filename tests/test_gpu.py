@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 ACCELERATE = str(Path(sys.executable).parent / "accelerate")
@@ -28,11 +27,11 @@ def _losses(log_history):
     return [h["loss"] for h in log_history if "loss" in h and "time/step" in h]
 
 
-def test_bf16_grpo_steps_on_cuda(tmp_path, tiny_model_dir):
+def test_bf16_grpo_steps_on_cuda(tmp_path, tiny_model_dir, write_recipe):
     """Two GRPO steps with HF generation on the GPU in bf16: the model really sits on CUDA in
     bf16, traces are written for every completion, and the loss and step timings are finite."""
-    from rl_reason.traces import read_traces
-    from rl_reason.train import load_train_recipe, train
+    from rl_reason.traces.reader import read_traces
+    from rl_reason.train.run import load_train_recipe, train
 
     path = write_recipe(tmp_path / "recipe.yaml", tiny_model_dir, tmp_path / "run", max_steps=2, bf16=True,
                         per_device_train_batch_size=8, max_completion_length=16)
@@ -56,10 +55,10 @@ def test_bf16_grpo_steps_on_cuda(tmp_path, tiny_model_dir):
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def test_deepspeed_zero2_one_gpu_process(tmp_path, tiny_model_dir):
+def test_deepspeed_zero2_one_gpu_process(tmp_path, tiny_model_dir, write_recipe):
     """DeepSpeed ZeRO-2 through accelerate on one GPU process, bf16 from the recipe and the
     launcher alike: the run finishes, writes its traces and logs finite losses."""
-    from rl_reason.traces import read_traces
+    from rl_reason.traces.reader import read_traces
 
     path = write_recipe(tmp_path / "recipe.yaml", tiny_model_dir, tmp_path / "run", max_steps=2, bf16=True,
                         per_device_train_batch_size=8, max_completion_length=16, run_name="zero2-gpu")
@@ -80,9 +79,9 @@ def test_deepspeed_zero2_one_gpu_process(tmp_path, tiny_model_dir):
 
 
 @needs_vllm
-def test_grpo_with_vllm_colocate(tmp_path, tiny_model_dir):
-    from rl_reason.traces import read_traces
-    from rl_reason.train import load_train_recipe, train
+def test_grpo_with_vllm_colocate(tmp_path, tiny_model_dir, write_recipe):
+    from rl_reason.traces.reader import read_traces
+    from rl_reason.train.run import load_train_recipe, train
 
     path = write_recipe(
         tmp_path / "recipe.yaml", tiny_model_dir, tmp_path / "run", use_vllm=True, vllm_mode="colocate",

@@ -90,7 +90,7 @@ def test_readme_server_example_plans_the_vllm_node_as_trl_expects():
     """The README's own command: a server recipe on 4 nodes without SLURM plans a 5th, vLLM node."""
     from trl.scripts.vllm_serve import ScriptArguments, build_command
 
-    from rl_reason.train import load_train_recipe
+    from rl_reason.train.run import load_train_recipe
 
     argv = ["launch", "configs/grpo_7b_server.yaml", "--num-machines", "4", "--processes-per-machine", "8", "--dry-run"]
     proc = subprocess.run([sys.executable, "-m", "rl_reason.cli", *argv], capture_output=True, text=True, timeout=120, cwd=REPO)
@@ -187,56 +187,56 @@ def launch_cli(monkeypatch):
     return run
 
 
-def _server_recipe(tmp_path, model_dir, **extra):
-    from conftest import write_recipe
-
-    return write_recipe(tmp_path / "server.yaml", model_dir, tmp_path / "run", use_vllm=True, vllm_mode="server", **extra)
+@pytest.fixture
+def server_recipe(tmp_path, write_recipe):
+    """``server_recipe(model_dir, **overrides)``: a recipe that asks for a vLLM server."""
+    return lambda model_dir, **extra: write_recipe(tmp_path / "server.yaml", model_dir, tmp_path / "run", use_vllm=True,
+                                                   vllm_mode="server", **extra)
 
 
 BAD_LAUNCHES = [
-    (lambda t, m: [t / "tiny.yaml", "--num-machines", "0"], "--num-machines must be at least 1"),
-    (lambda t, m: [t / "tiny.yaml", "--num-machines", "0", "--dry-run"], "--num-machines must be at least 1"),
-    (lambda t, m: [t / "tiny.yaml", "--processes-per-machine", "0", "--dry-run"], "--processes-per-machine must be at least 1"),
-    (lambda t, m: [t / "tiny.yaml", "--processes-per-machine", "-2"], "--processes-per-machine must be at least 1"),
-    (lambda t, m: [t / "missing.yaml"], "config file not found"),
-    (lambda t, m: [t / "missing.yaml", "--dry-run"], "config file not found"),
-    (lambda t, m: [t / "tiny.yaml", "lerning_rate=1"], "unknown key 'lerning_rate'"),
-    (lambda t, m: [t / "tiny.yaml", "--accelerate-config", "zero9"], "accelerate config 'zero9' not found"),
-    (lambda t, m: [t / "tiny.yaml", "--mixed-precision", "fp8"], "--mixed-precision must be"),
-    (lambda t, m: [t / "tiny.yaml", "--main-process-port", "0"], "--main-process-port"),
-    (lambda t, m: [t / "tiny.yaml", "--num-machines", "2"], "needs --main-process-ip"),
-    (lambda t, m: [t / "tiny.yaml", "--num-machines", "2", "--main-process-ip", "10.0.0.1", "--machine-rank", "2"], "--machine-rank 2 is not in this plan"),
-    (lambda t, m: [t / "tiny.yaml", "--machine-rank", "-1"], "--machine-rank -1 is not in this plan"),
-    (lambda t, m: [t / "tiny.yaml", "--model", "Qwen/Qwen2.5-7B", "--dry-run"], "--model configure a vLLM server node"),
-    (lambda t, m: [t / "tiny.yaml", "--vllm-host", "10.0.0.9"], "--vllm-host configure a vLLM server node"),
-    (lambda t, m: [t / "tiny.yaml", "--vllm-tensor-parallel-size", "2", "--dry-run"], "configure a vLLM server node"),
-    (lambda t, m: [t / "tiny.yaml", "--slurm", "--dry-run"], "SLURM_JOB_NODELIST is not set"),
-    (lambda t, m: [_server_recipe(t, m)], "give its address with --vllm-host"),
-    (lambda t, m: [_server_recipe(t, m), "--num-machines", "2", "--vllm-host", "10.0.0.9"], "needs --main-process-ip"),
-    (lambda t, m: [_server_recipe(t, m, vllm_server_base_url="http://10.0.0.9:8000"), "--vllm-node", "--dry-run"], "vllm_server_base_url"),
-    (lambda t, m: [_server_recipe(t, m), "--vllm-host", "127.0.0.1", "--vllm-tensor-parallel-size", "0"], "--vllm-tensor-parallel-size must be"),
-    (lambda t, m: [_server_recipe(t, "tiny"), "--dry-run"], "a vLLM node serves a saved model"),
+    (lambda t, m, s: [t / "tiny.yaml", "--num-machines", "0"], "--num-machines must be at least 1"),
+    (lambda t, m, s: [t / "tiny.yaml", "--num-machines", "0", "--dry-run"], "--num-machines must be at least 1"),
+    (lambda t, m, s: [t / "tiny.yaml", "--processes-per-machine", "0", "--dry-run"], "--processes-per-machine must be at least 1"),
+    (lambda t, m, s: [t / "tiny.yaml", "--processes-per-machine", "-2"], "--processes-per-machine must be at least 1"),
+    (lambda t, m, s: [t / "missing.yaml"], "config file not found"),
+    (lambda t, m, s: [t / "missing.yaml", "--dry-run"], "config file not found"),
+    (lambda t, m, s: [t / "tiny.yaml", "lerning_rate=1"], "unknown key 'lerning_rate'"),
+    (lambda t, m, s: [t / "tiny.yaml", "--accelerate-config", "zero9"], "accelerate config 'zero9' not found"),
+    (lambda t, m, s: [t / "tiny.yaml", "--mixed-precision", "fp8"], "--mixed-precision must be"),
+    (lambda t, m, s: [t / "tiny.yaml", "--main-process-port", "0"], "--main-process-port"),
+    (lambda t, m, s: [t / "tiny.yaml", "--num-machines", "2"], "needs --main-process-ip"),
+    (lambda t, m, s: [t / "tiny.yaml", "--num-machines", "2", "--main-process-ip", "10.0.0.1", "--machine-rank", "2"], "--machine-rank 2 is not in this plan"),
+    (lambda t, m, s: [t / "tiny.yaml", "--machine-rank", "-1"], "--machine-rank -1 is not in this plan"),
+    (lambda t, m, s: [t / "tiny.yaml", "--model", "Qwen/Qwen2.5-7B", "--dry-run"], "--model configure a vLLM server node"),
+    (lambda t, m, s: [t / "tiny.yaml", "--vllm-host", "10.0.0.9"], "--vllm-host configure a vLLM server node"),
+    (lambda t, m, s: [t / "tiny.yaml", "--vllm-tensor-parallel-size", "2", "--dry-run"], "configure a vLLM server node"),
+    (lambda t, m, s: [t / "tiny.yaml", "--slurm", "--dry-run"], "SLURM_JOB_NODELIST is not set"),
+    (lambda t, m, s: [s(m)], "give its address with --vllm-host"),
+    (lambda t, m, s: [s(m), "--num-machines", "2", "--vllm-host", "10.0.0.9"], "needs --main-process-ip"),
+    (lambda t, m, s: [s(m, vllm_server_base_url="http://10.0.0.9:8000"), "--vllm-node", "--dry-run"], "vllm_server_base_url"),
+    (lambda t, m, s: [s(m), "--vllm-host", "127.0.0.1", "--vllm-tensor-parallel-size", "0"], "--vllm-tensor-parallel-size must be"),
+    (lambda t, m, s: [s("tiny"), "--dry-run"], "a vLLM node serves a saved model"),
     # This CPU machine has no vLLM: a training node says so before starting anything.
-    (lambda t, m: [_server_recipe(t, m), "--vllm-host", "127.0.0.1"], "use_vllm: vLLM"),
+    (lambda t, m, s: [s(m), "--vllm-host", "127.0.0.1"], "use_vllm: vLLM"),
 ]
 
 
 @pytest.mark.parametrize("argv, expected", BAD_LAUNCHES)
-def test_bad_launch_input_is_one_line_exit_2_before_any_process(tmp_path, tiny_model_dir, launch_cli, argv, expected):
+def test_bad_launch_input_is_one_line_exit_2_before_any_process(tmp_path, tiny_model_dir, launch_cli, argv, expected, write_recipe,
+                                                                 server_recipe):
     import torch
-    from conftest import write_recipe
 
     if "use_vllm" in expected and torch.cuda.is_available():
         pytest.skip("a CUDA machine may have vLLM")
     write_recipe(tmp_path / "tiny.yaml", tiny_model_dir, tmp_path / "run")
-    code, out, err = launch_cli(*argv(tmp_path, tiny_model_dir))
+    code, out, err = launch_cli(*argv(tmp_path, tiny_model_dir, server_recipe))
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1 and expected in errors[0], (code, out, err)
     assert not (tmp_path / "run" / "traces").exists()
 
 
-def test_bad_node_rank_from_the_environment(tmp_path, tiny_model_dir, launch_cli):
-    from conftest import write_recipe
+def test_bad_node_rank_from_the_environment(tmp_path, tiny_model_dir, launch_cli, write_recipe):
 
     recipe = write_recipe(tmp_path / "tiny.yaml", tiny_model_dir, tmp_path / "run")
     code, _, err = launch_cli(recipe, env={"NODE_RANK": "first"})
@@ -245,11 +245,10 @@ def test_bad_node_rank_from_the_environment(tmp_path, tiny_model_dir, launch_cli
     assert code == 2 and "--machine-rank 3 is not in this plan" in err
 
 
-def test_a_held_output_dir_is_refused_before_any_process(tmp_path, tiny_model_dir, launch_cli):
-    from conftest import write_recipe
+def test_a_held_output_dir_is_refused_before_any_process(tmp_path, tiny_model_dir, launch_cli, write_recipe):
 
     recipe = write_recipe(tmp_path / "tiny.yaml", tiny_model_dir, tmp_path / "run")
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom rl_reason.run_lock import RunLock\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom rl_reason.train.run_lock import RunLock\n"
                                f"RunLock({str(tmp_path / 'run')!r}).acquire(); print('held', flush=True); time.sleep(120)"],
                               stdout=subprocess.PIPE, text=True, cwd=REPO)
     try:
@@ -261,10 +260,10 @@ def test_a_held_output_dir_is_refused_before_any_process(tmp_path, tiny_model_di
         holder.wait()
 
 
-def test_slurm_plan_of_a_server_recipe_takes_the_last_node_for_vllm(tmp_path, tiny_model_dir):
+def test_slurm_plan_of_a_server_recipe_takes_the_last_node_for_vllm(tiny_model_dir, server_recipe):
     from rl_reason.launch import make_plan
 
-    recipe = _server_recipe(tmp_path, tiny_model_dir, vllm_server_port=8123)
+    recipe = server_recipe(tiny_model_dir, vllm_server_port=8123)
     env = {"SLURM_JOB_NODELIST": "localhost,gpu-b,gpu-c", "SLURM_GPUS_ON_NODE": "4"}
     plan, _, notes = make_plan(recipe, slurm=True, env=env)
     assert notes == [] and plan.train_nodes == ["localhost", "gpu-b"] and plan.vllm.node == "gpu-c"
@@ -277,8 +276,7 @@ def test_slurm_plan_of_a_server_recipe_takes_the_last_node_for_vllm(tmp_path, ti
         make_plan(recipe, slurm=True, env={"SLURM_JOB_NODELIST": "localhost"})
 
 
-def test_vllm_node_option_turns_a_recipe_into_a_server_run(tmp_path, tiny_model_dir):
-    from conftest import write_recipe
+def test_vllm_node_option_turns_a_recipe_into_a_server_run(tmp_path, tiny_model_dir, write_recipe):
 
     from rl_reason.launch import make_plan
 

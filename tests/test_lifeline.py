@@ -1,4 +1,4 @@
-"""Workers die with their launcher (rl_reason.lifeline), and only launched workers do."""
+"""Workers die with their launcher (rl_reason.train.lifeline), and only launched workers do."""
 
 import os
 import signal
@@ -22,7 +22,7 @@ LAUNCHER = textwrap.dedent("""
 """)
 WORKER = textwrap.dedent("""
     import subprocess, sys, time
-    from rl_reason.lifeline import follow_launcher
+    from rl_reason.train.lifeline import follow_launcher
     follow_launcher(poll_s=0.05)
     helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])  # a reward pool, say
     time.sleep(300)

@@ -128,7 +128,7 @@ def test_policy_options_are_checked():
 
 
 def test_fast_path_needs_no_pool(monkeypatch):
-    import rewards.math_pool as pool
+    import rewards.math.pool as pool
 
     def boom(*a, **k):
         raise AssertionError("the number fast path must not start workers")
@@ -237,7 +237,7 @@ def test_hard_timeout_kills_and_recovers_from_threads_and_asyncio():
 def test_pool_kill_path():
     """A task that the in-worker alarm cannot interrupt (C code retrying waitpid) is killed at
     its deadline, answers timeout, and a fresh worker takes the next task."""
-    from rewards.math_pool import WorkerPool
+    from rewards.math.pool import WorkerPool
 
     pool = WorkerPool("os:system", workers=1)
     try:
@@ -266,7 +266,7 @@ def test_forked_child_gets_its_own_pool():
 
 
 def test_pool_that_cannot_start_fails_fast():
-    from rewards.math_pool import WorkerPool
+    from rewards.math.pool import WorkerPool
 
     pool = WorkerPool("no_such_module_for_math_tests:fn", workers=1)
     try:

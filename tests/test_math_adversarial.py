@@ -63,7 +63,7 @@ def test_reward_cases():
 
 def test_completion_longer_than_max_text_is_no_answer():
     """Cutting a long completion could hide an unclosed <think> or an earlier different box."""
-    from rewards.math_extract import MAX_TEXT
+    from rewards.math.extract import MAX_TEXT
 
     filler = "Let me reason. " * (MAX_TEXT // 15 + 1)
     assert extract_answer(filler + r"\boxed{7}") is None

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rewards.math import check, check_batch, extract_answer
-from rewards.math_parse import ParseError, TooLarge, parse_answer
+from rewards.math.parse import ParseError, TooLarge, parse_answer
 
 PIECES = list("0123456789+-*/^()[]{},.=<>!|%_ xyenpi") + [
     r"\frac", r"\sqrt", r"\pi", r"\cdot", r"\left(", r"\right)", r"\{", r"\}", r"\le", r"\infty", r"\cup",

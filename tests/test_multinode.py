@@ -11,17 +11,18 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import write_recipe
-from rl_reason.run_lock import holder_of
-from rl_reason.traces import read_traces
+from rl_reason.train.run_lock import holder_of
+from rl_reason.traces.reader import read_traces
 
 REPO = Path(__file__).resolve().parents[1]
 RL_REASON = str(Path(sys.executable).parent / "rl-reason")
 ENV = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
 
 
-def recipe(tmp_path, model_dir, **extra):
-    return write_recipe(tmp_path / "recipe.yaml", model_dir, tmp_path / "run", run_name="nodes", **extra)
+@pytest.fixture
+def recipe(tmp_path, tiny_model_dir, write_recipe):
+    """``recipe(**overrides)``: the nodes' recipe."""
+    return lambda **extra: write_recipe(tmp_path / "recipe.yaml", tiny_model_dir, tmp_path / "run", run_name="nodes", **extra)
 
 
 def node(recipe_path, rank, port, **kw):
@@ -32,8 +33,8 @@ def node(recipe_path, rank, port, **kw):
 
 
 @pytest.mark.slow
-def test_two_nodes_on_loopback(tmp_path, tiny_model_dir):
-    path = recipe(tmp_path, tiny_model_dir)
+def test_two_nodes_on_loopback(tmp_path, recipe):
+    path = recipe()
     nodes = [node(path, rank, 29541) for rank in (0, 1)]
     outputs = [p.communicate(timeout=600) for p in nodes]
     for p, (out, err) in zip(nodes, outputs):
@@ -55,8 +56,8 @@ def _worker_with_rank(launcher: subprocess.Popen, rank: int):
 
 
 @pytest.mark.slow
-def test_a_dead_rank_ends_the_run_quickly_with_an_error(tmp_path, tiny_model_dir):
-    path = recipe(tmp_path, tiny_model_dir, max_steps=10_000, ddp_timeout=60)
+def test_a_dead_rank_ends_the_run_quickly_with_an_error(tmp_path, recipe):
+    path = recipe(max_steps=10_000, ddp_timeout=60)
     launcher = subprocess.Popen(
         [str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file", str(REPO / "configs/accelerate/zero2.yaml"),
          "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", "29543", "-m", "rl_reason.cli", "train", str(path)],
@@ -175,10 +176,10 @@ def test_the_documented_cpu_command_dies_with_its_launcher_and_resumes(tmp_path)
 
 
 @pytest.mark.slow
-def test_killing_one_nodes_launcher_ends_every_node(tmp_path, tiny_model_dir):
+def test_killing_one_nodes_launcher_ends_every_node(tmp_path, recipe):
     """Across nodes: node 0's launcher group SIGKILLed; its worker follows it, node 1's worker loses its
     peer in the next collective, and node 1's launcher exits non-zero: nothing of the run is left."""
-    path = recipe(tmp_path, tiny_model_dir, max_steps=10_000, ddp_timeout=120)
+    path = recipe(max_steps=10_000, ddp_timeout=120)
     nodes = [node(path, rank, 29545, start_new_session=True) for rank in (0, 1)]
     assert all(os.getpgid(p.pid) == p.pid != os.getpgrp() for p in nodes)  # containment probe
     try:

@@ -6,15 +6,14 @@ import re
 
 import pytest
 
-from conftest import write_recipe
 from rl_reason.report import write_report
-from rl_reason.train import load_train_recipe, train
+from rl_reason.train.run import load_train_recipe, train
 
 HEALTH = ["health/pass_rate", "health/format_rate", "health/length_p90", "health/truncated_rate", "health/zero_variance_groups", "traces/written"]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, tiny_model_dir):
+def run(tmp_path_factory, tiny_model_dir, write_recipe):
     tmp = tmp_path_factory.mktemp("report")
     recipe = write_recipe(tmp / "recipe.yaml", tiny_model_dir, tmp / "run", max_steps=4)
     return train(load_train_recipe(recipe))
@@ -85,7 +84,7 @@ def wandb_records(path):
             yield pending + chunk
 
 
-def test_wandb_offline_history_has_the_health_metrics(tmp_path, tiny_model_dir, monkeypatch):
+def test_wandb_offline_history_has_the_health_metrics(tmp_path, tiny_model_dir, monkeypatch, write_recipe):
     """The real wandb library, offline; the run file is read back with wandb's own record reader."""
     import wandb
     from wandb.proto import wandb_internal_pb2

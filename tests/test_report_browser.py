@@ -1,7 +1,7 @@
 """`rl-reason report` in a real browser: headless Chromium opens the page from file:// and must
 paint every plot, pixel for pixel.
 
-Chromium is Debian's `chromium`, installed with apt when missing (as root), like the SLURM test.
+Chromium is Debian's `chromium` (tests/system_deps.sh installs it, like SLURM for the SLURM test).
 It is driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``: NUL-terminated
 JSON on file descriptors 3 and 4), so no port is opened. Nothing leaves the machine: the page is a
 file:// URL with data: images (every request it makes is checked), background services are off
@@ -31,9 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_recipe
 
-PACKAGES = ["chromium"]
 BINARIES = ("chromium", "chromium-browser")
 # Off the network and fit for running as root in a container (tiny /dev/shm included).
 FLAGS = [
@@ -55,24 +53,13 @@ FLAGS = [
 WIDTH = 1300
 PIXEL_TOLERANCE = 2  # per channel, for colour rounding; a broken plot differs by ~255 over many pixels
 
-pytestmark = pytest.mark.slow  # a tiny GRPO run plus a browser: 10-30 s on 2 cores, plus 25-50 s to apt-install Chromium once
+pytestmark = pytest.mark.slow  # a tiny GRPO run plus a browser: 10-30 s on 2 cores
 
 
-def ensure_chromium() -> tuple[str | None, str | None]:
-    """(the chromium binary, None), installing it with apt when missing; (None, why) when it cannot be had."""
+def find_chromium() -> tuple[str | None, str | None]:
+    """(the chromium binary, None), or (None, why): tests/system_deps.sh installs it."""
     found = next(filter(None, map(shutil.which, BINARIES)), None)
-    if found:
-        return found, None
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return None, "chromium is not installed and apt-get as root is not available to install it"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    wait_lock = ["-o", "DPkg::Lock::Timeout=300"]  # another test (SLURM) may be installing at the same time
-    for cmd in (["apt-get", *wait_lock, "update", "-qq"], ["apt-get", *wait_lock, "install", "-y", "-qq", *PACKAGES]):
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-        if proc.returncode != 0:
-            return None, f"could not install chromium ({' '.join(cmd)}): {proc.stderr.strip()[-300:]}"
-    found = next(filter(None, map(shutil.which, BINARIES)), None)
-    return (found, None) if found else (None, f"apt installed {PACKAGES} but none of {BINARIES} is on PATH")
+    return (found, None) if found else (None, "chromium is not installed: run tests/system_deps.sh (the README's test command does)")
 
 
 def _above_4(fd: int) -> int:
@@ -246,7 +233,7 @@ def plot_problems(images: list[dict], shot, expected: list) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def chromium(tmp_path_factory):
     started = time.monotonic()
-    binary, reason = ensure_chromium()
+    binary, reason = find_chromium()
     if reason:
         pytest.skip(reason)
     took = time.monotonic() - started
@@ -259,12 +246,12 @@ def chromium(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory, tiny_model_dir):
+def report(tmp_path_factory, tiny_model_dir, write_recipe):
     """``rl-reason report RUN_DIR`` on a real 2-step GRPO run of the tiny model."""
     from typer.testing import CliRunner
 
     from rl_reason.cli import app
-    from rl_reason.train import load_train_recipe, train
+    from rl_reason.train.run import load_train_recipe, train
 
     tmp = tmp_path_factory.mktemp("report_browser")
     run = train(load_train_recipe(write_recipe(tmp / "recipe.yaml", tiny_model_dir, tmp / "run", max_steps=2)))

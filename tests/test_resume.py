@@ -12,13 +12,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import write_recipe
-from rl_reason.traces import read_traces
+from rl_reason.traces.reader import read_traces
 
 
-def recipe(tmp_path, model_dir, name):
-    return write_recipe(
-        tmp_path / f"{name}.yaml", model_dir, tmp_path / name, run_name=name, seed=3,
+@pytest.fixture
+def recipe(tmp_path, tiny_model_dir, write_recipe):
+    """``recipe(name)``: a 6-step run that checkpoints every 2 steps, in ``tmp_path/name``."""
+    return lambda name: write_recipe(
+        tmp_path / f"{name}.yaml", tiny_model_dir, tmp_path / name, run_name=name, seed=3,
         per_device_train_batch_size=8, max_steps=6, save_strategy="steps", save_steps=2,
     )
 
@@ -28,12 +29,12 @@ def cli(*args):
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_model_dir):
-    straight = subprocess.run(cli("train", recipe(tmp_path, tiny_model_dir, "straight")), capture_output=True, text=True, timeout=600)
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, recipe):
+    straight = subprocess.run(cli("train", recipe("straight")), capture_output=True, text=True, timeout=600)
     assert straight.returncode == 0, straight.stderr[-3000:]
 
     run = tmp_path / "killed"
-    killed_recipe = recipe(tmp_path, tiny_model_dir, "killed")
+    killed_recipe = recipe("killed")
     proc = subprocess.Popen(cli("train", killed_recipe), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     # Kill once checkpoint-2 is complete and the run has moved on to later steps.

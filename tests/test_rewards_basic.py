@@ -2,7 +2,7 @@
 
 import pytest
 
-from rewards.format import is_well_formed, make_format_reward
+from rewards.format import is_well_formed
 from rewards.length import make_soft_overlong_punishment, overlong_penalty
 from rewards.registry import REWARDS, get_reward
 

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from rl_reason import run_lock
-from rl_reason.run_lock import LOCK_NAME, RunLock, RunLocked, holder_of
+from rl_reason.train import run_lock
+from rl_reason.train.run_lock import LOCK_NAME, RunLock, RunLocked, holder_of
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def hold_in_another_process(directory: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", "import time\nfrom rl_reason.run_lock import RunLock\n"
+    proc = subprocess.Popen([sys.executable, "-c", "import time\nfrom rl_reason.train.run_lock import RunLock\n"
                              f"RunLock({str(directory)!r}).acquire(); print('held', flush=True); time.sleep(120)"],
                             stdout=subprocess.PIPE, text=True, cwd=REPO)
     assert proc.stdout.readline().strip() == "held"
@@ -110,10 +110,9 @@ def test_the_holder_keeps_its_heartbeat(tmp_path, monkeypatch):
     lock.release()
 
 
-def test_train_and_resume_on_a_held_output_dir_refuse_in_one_line(tmp_path, tiny_model_dir):
+def test_train_and_resume_on_a_held_output_dir_refuse_in_one_line(tmp_path, tiny_model_dir, write_recipe):
     from typer.testing import CliRunner
 
-    from conftest import write_recipe
     from rl_reason.cli import app
 
     recipe = write_recipe(tmp_path / "r.yaml", tiny_model_dir, tmp_path / "run")

@@ -5,11 +5,11 @@ import sys
 
 import pytest
 
-from rl_reason.cli_data import parse_rewards
+from rl_reason.cli.data import parse_rewards
 from rl_reason.config import ConfigError
-from rl_reason.sample import resolve_backend, sample_traces
-from rl_reason.task import make_problems
-from rl_reason.traces import read_traces
+from rl_reason.sampling.sample import resolve_backend, sample_traces
+from rl_reason.data.tasks import make_problems
+from rl_reason.traces.reader import read_traces
 
 
 def test_sample_traces_writes_scored_records(tiny_model_dir, tmp_path):

@@ -1,5 +1,5 @@
 """Specification of the ``assert`` judge (HumanEval/MBPP tests) with the candidate and the tests in
-separate sandboxed processes (docs/sandbox.md, rewards/code.py).
+separate sandboxed processes (docs/sandbox.md, rewards/code/__init__.py).
 
 The candidate program runs in one sandboxed process and the test code in another, clean one; the test
 process reaches the candidate only through calls whose arguments and results cross as plain data, and

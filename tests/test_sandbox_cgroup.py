@@ -1,4 +1,4 @@
-"""Per-run cgroups (rewards/sandbox_cgroup.py) against the machine's real cgroup hierarchies, with real
+"""Per-run cgroups (rewards/sandbox/cgroup.py) against the machine's real cgroup hierarchies, with real
 forked processes: limits land in the files, the memory limit covers memfds and the sum of forked children,
 pids.max stops forks, the CPU quota holds three spinners to one core, kill_all() empties a forking run,
 a clean run's cgroup is recycled with zeroed counters (and no other is), a killed server's leftovers are
@@ -14,7 +14,6 @@ The v2 code path runs against a stand-in directory tree (this machine's cgroup2 
 from __future__ import annotations
 
 import errno
-import importlib.util
 import os
 import pickle
 import resource
@@ -28,22 +27,14 @@ from pathlib import Path
 
 import pytest
 
-from rewards import sandbox_linux as L
+from rewards.sandbox import cgroup as cg
+from rewards.sandbox import linux as L
 
 REPO = Path(__file__).resolve().parents[1]
 MiB = 1 << 20
 PR_SET_CHILD_SUBREAPER = 36
 
 
-def _load():
-    """By path, as the fork server loads it (no package import: it must stand alone)."""
-    spec = importlib.util.spec_from_file_location("sandbox_cgroup", REPO / "rewards" / "sandbox_cgroup.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-cg = _load()
 
 
 def _name() -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import textwrap
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from rewards import code
-from rewards.sandbox_pool import slot_uids
+from rewards.sandbox.pool import slot_uids
 
 pytestmark = pytest.mark.skipif(os.uname().machine != "x86_64", reason="seccomp filter is x86_64-only")
 
@@ -390,7 +389,7 @@ def test_runs_stay_clean_of_host_mounts():
 
 # ---- the fallback tier and the refusal ----
 def test_refuses_below_min_tier():
-    from rewards.sandbox_pool import Pool, SandboxUnavailable
+    from rewards.sandbox.pool import Pool, SandboxUnavailable
 
     with pytest.raises(SandboxUnavailable, match="RL_REASON_SANDBOX_MIN_TIER"):
         Pool(slots=1, min_tier="namespaces", max_tier="rlimits")
@@ -398,7 +397,7 @@ def test_refuses_below_min_tier():
 
 def test_rlimits_tier_contains_the_basics(monkeypatch):
     """Without namespaces: CPU limit, seccomp (no AF_INET), and cleanup of a setsid'd orphan by uid."""
-    from rewards.sandbox_pool import Pool
+    from rewards.sandbox.pool import Pool
 
     pool = Pool(slots=1, min_tier="rlimits", max_tier="rlimits")
     monkeypatch.setattr(code, "_pool", pool)

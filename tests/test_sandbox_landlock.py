@@ -30,8 +30,10 @@ from pathlib import Path
 
 import pytest
 
-from rewards import code, sandbox_landlock, sandbox_pool
-from rewards.sandbox_pool import Pool, SandboxUnavailable
+from rewards import code
+from rewards.sandbox import landlock as sandbox_landlock
+from rewards.sandbox import pool as sandbox_pool
+from rewards.sandbox.pool import Pool, SandboxUnavailable
 
 REPO = Path(__file__).resolve().parents[1]
 HUMANEVAL = REPO.parent / "shared" / "data" / "humaneval" / "HumanEval.jsonl.gz"
@@ -123,7 +125,7 @@ def test_rlimits_tier_has_landlock(pool):
 @needs_landlock
 def test_cannot_read_outside_runtime(pool, outside):
     d, secret, home_canary = outside
-    targets = [str(REPO / "pyproject.toml"), str(REPO / "rewards" / "code.py"), str(secret), str(home_canary),
+    targets = [str(REPO / "pyproject.toml"), str(REPO / "rewards" / "code" / "__init__.py"), str(secret), str(home_canary),
                "/etc/passwd", "/proc/1/cmdline"]
     if HUMANEVAL.exists():
         targets.append(str(HUMANEVAL))
@@ -388,7 +390,7 @@ def test_namespace_tier_has_the_landlock_layer_too():
 def _deny_landlock_filter(err: int):
     """preexec_fn: a seccomp filter answering ``err`` to the landlock_* syscalls (a kernel without
     Landlock, or one that has it disabled), inherited by the fork server and its children."""
-    from rewards.sandbox_seccomp import RET_ALLOW, RET_ERRNO, _SockFprog, _ins
+    from rewards.sandbox.seccomp import RET_ALLOW, RET_ERRNO, _SockFprog, _ins
 
     ld, jeq, ret = 0x20, 0x15, 0x06
     prog = b"".join([_ins(ld, 0)] + [_ins(jeq, nr, 0, 1) + _ins(ret, RET_ERRNO | err) for nr in (444, 445, 446)]

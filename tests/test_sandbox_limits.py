@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from rewards import code, sandbox_lease
-from rewards.sandbox_pool import Pool, SandboxUnavailable, _config, slot_uids
+from rewards import code
+from rewards.sandbox import lease as sandbox_lease
+from rewards.sandbox.pool import Pool, SandboxUnavailable, _config, slot_uids
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -229,7 +230,7 @@ sys.path.insert(0, {root!r})
 sys.path.insert(0, {tests!r})
 import test_sandbox_limits as t
 from rewards import code
-from rewards.sandbox_pool import slot_uids
+from rewards.sandbox.pool import slot_uids
 pool = code._get_pool()
 uids = sorted(u for s in pool._all for u in slot_uids(s.lease.index))
 print(json.dumps({{"uids": uids, "verdicts": t.judge_all(rounds=2)}}))
@@ -295,7 +296,7 @@ def test_leases_bound_the_servers_of_all_pools(monkeypatch, tmp_path):
         a.close()
         b.close()
     # a server killed with its pool's process leaves no lease behind: the kernel drops the lock
-    child = subprocess.run([sys.executable, "-c", "from rewards.sandbox_pool import Pool; import os; "
+    child = subprocess.run([sys.executable, "-c", "from rewards.sandbox.pool import Pool; import os; "
                             "p = Pool(slots=3); os._exit(0)"], cwd=str(ROOT), env={**os.environ}, timeout=120)
     assert child.returncode == 0
     deadline = time.monotonic() + 10

@@ -1,6 +1,5 @@
 """The sbatch script on a real SLURM cluster started on localhost: a tiny 2-node GRPO job to the end."""
 
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -8,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_recipe
-from rl_reason.traces import read_traces
+from rl_reason.traces.reader import read_traces
 
 sys.path.insert(0, str(Path(__file__).parent))
-from slurm_local import ensure_installed, local_cluster  # noqa: E402
+from slurm_local import local_cluster, missing  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,8 +31,8 @@ def wait_for_job(job_id: str, env: dict, timeout: float) -> tuple[str, str]:
 
 
 @pytest.mark.slow
-def test_sbatch_two_node_job_runs_to_completion(tmp_path, tiny_model_dir):
-    reason = ensure_installed()
+def test_sbatch_two_node_job_runs_to_completion(tmp_path, tiny_model_dir, write_recipe):
+    reason = missing()
     if reason:
         pytest.skip(reason)
     recipe = write_recipe(tmp_path / "recipe.yaml", tiny_model_dir, tmp_path / "run", run_name="slurm")

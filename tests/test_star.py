@@ -2,7 +2,7 @@
 
 The teacher is a student-sized model fitted for a few seconds to procedural reference solutions
 of 24 one-digit additions, so it is right on a fair share of them; the student starts from random
-weights. One STaR round (``rl_reason.star``) with ``base_model`` = the student is R1's
+weights. One STaR round (``rl_reason.sampling.star``) with ``base_model`` = the student is R1's
 distillation recipe: rejection-sample the teacher, keep the verified-correct traces, SFT the
 student. The student is scored on the problems the teacher was sampled on: a tiny model cannot
 learn addition in seconds, but it must learn what the exported traces teach, so this checks the
@@ -16,12 +16,12 @@ import sys
 import pytest
 from datasets import Dataset
 
-from rl_reason.evaluate import evaluate
-from rl_reason.export import ExportOptions
+from rl_reason.sampling.evaluate import evaluate
+from rl_reason.export.pipeline import ExportOptions
 from rl_reason.sft import run_sft
-from rl_reason.star import sft_config, star
-from rl_reason.task import make_problems, prompt_messages
-from rl_reason.tiny import build_tiny
+from rl_reason.sampling.star import sft_config, star
+from rl_reason.data.tasks import make_problems, prompt_messages
+from rl_reason.data.tiny import build_tiny
 
 MAX_NEW = 32
 SFT = {"max_steps": 80, "learning_rate": 3e-3, "per_device_train_batch_size": 24, "max_length": 96}

@@ -1,11 +1,10 @@
 """The embedded model and task: built from code, saved, loaded back by path like a Hub model."""
 
-import random
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rl_reason.task import make_problems, prompt_messages, reference_solution
+from rl_reason.data.tasks import make_problems, prompt_messages, reference_solution
 
 
 def test_reference_solution_is_correct_column_addition():

@@ -6,7 +6,9 @@ import subprocess
 import sys
 import textwrap
 
-from rl_reason.traces import TraceWriter, read_traces, shard_path
+from rl_reason.traces.reader import read_traces
+from rl_reason.traces.schema import shard_path
+from rl_reason.traces.writer import TraceWriter
 
 
 def test_write_read_and_append(tmp_path):
@@ -42,7 +44,7 @@ def test_unflushed_records_are_lost_but_flushed_ones_survive_sigkill(tmp_path):
     script = textwrap.dedent(
         f"""
         import os, signal
-        from rl_reason.traces import TraceWriter
+        from rl_reason.traces.writer import TraceWriter
         w = TraceWriter({str(tmp_path)!r}, rank=0)
         for step in range(5):
             w.add({{"step": step}})
@@ -67,7 +69,7 @@ def test_non_ascii_and_odd_values_round_trip(tmp_path):
 
 
 def test_rewind_drops_steps_that_will_rerun(tmp_path):
-    from rl_reason.traces import rewind_shard
+    from rl_reason.traces.writer import rewind_shard
 
     with TraceWriter(tmp_path, rank=0) as w:
         for step in range(5):
@@ -81,7 +83,7 @@ def test_rewind_drops_steps_that_will_rerun(tmp_path):
 
 
 def test_rewind_keeps_the_evaluation_that_ran_before_the_checkpoint(tmp_path):
-    from rl_reason.traces import rewind_shard
+    from rl_reason.traces.writer import rewind_shard
 
     with TraceWriter(tmp_path, rank=0) as w:
         for step in range(4):
@@ -94,7 +96,7 @@ def test_rewind_keeps_the_evaluation_that_ran_before_the_checkpoint(tmp_path):
 
 
 def test_trace_counters_come_from_the_checkpoint_or_else_the_rewound_shard(tmp_path):
-    from rl_reason.trainer import COUNTERS_DIR, load_trace_counters
+    from rl_reason.train.trainer import COUNTERS_DIR, load_trace_counters
 
     with TraceWriter(tmp_path / "traces", rank=1, run_id="r") as w:
         for batch in range(3):

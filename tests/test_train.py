@@ -1,38 +1,24 @@
 """A few real GRPO steps through TRL's GRPOTrainer on the tiny model, traces and all."""
 
-import json
 from collections import Counter
 
-import yaml
+import pytest
 
-from rl_reason.traces import read_traces
-from rl_reason.train import load_train_recipe, train
-
-
-def recipe_file(tmp_path, model_dir, **extra):
-    data = {
-        "output_dir": str(tmp_path / "run"),
-        "model": {"name_or_path": str(model_dir)},
-        "data": {"source": "addition", "num_train": 32, "min_digits": 1, "max_digits": 2},
-        "rewards": [{"name": "math", "weight": 1.0}, {"name": "format", "weight": 0.5}],
-        "num_generations": 4,
-        "per_device_train_batch_size": 8,
-        "max_completion_length": 12,
-        "max_steps": 3,
-        "logging_steps": 1,
-        "learning_rate": 1e-3,
-        "save_strategy": "no",
-        "report_to": "none",
-        "activation_checkpointing": False,
-        **extra,
-    }
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+from rl_reason.traces.reader import read_traces
+from rl_reason.train.run import load_train_recipe, train
 
 
-def test_grpo_steps_write_every_completion_as_a_trace(tmp_path, tiny_model_dir):
-    result = train(load_train_recipe(recipe_file(tmp_path, tiny_model_dir), ["run_name=t1"]))
+@pytest.fixture
+def recipe_file(tmp_path, tiny_model_dir, write_recipe):
+    """``recipe_file(**overrides)``: 3 steps of 8 completions (2 prompts' groups of 4)."""
+    return lambda **extra: write_recipe(
+        tmp_path / "recipe.yaml", tiny_model_dir, tmp_path / "run",
+        data={"source": "addition", "num_train": 32, "min_digits": 1, "max_digits": 2},
+        per_device_train_batch_size=8, activation_checkpointing=False, **extra)
+
+
+def test_grpo_steps_write_every_completion_as_a_trace(recipe_file):
+    result = train(load_train_recipe(recipe_file(), ["run_name=t1"]))
     assert result.global_step == 3
     assert (result.output_dir / "model.safetensors").exists()
     records = list(read_traces(result.traces_dir))
@@ -58,10 +44,10 @@ def test_grpo_steps_write_every_completion_as_a_trace(tmp_path, tiny_model_dir):
     assert any("rewards/accuracy_reward/mean" in h for h in result.log_history)
 
 
-def test_wandb_offline_run_is_written(tmp_path, tiny_model_dir, monkeypatch):
+def test_wandb_offline_run_is_written(tmp_path, recipe_file, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    result = train(load_train_recipe(recipe_file(tmp_path, tiny_model_dir, max_steps=1, report_to="wandb", run_name="wb")))
+    result = train(load_train_recipe(recipe_file(max_steps=1, report_to="wandb", run_name="wb")))
     assert result.global_step == 1
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))

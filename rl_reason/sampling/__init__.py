@@ -1,0 +1,1 @@
+"""Sampling: generator backends, rejection sampling, evaluation (pass@k) and STaR."""
