@@ -45,7 +45,8 @@ def run(tmp: Path, name: str, nproc: int, config: str | None, steps: int) -> dic
     wall = time.perf_counter() - start
     history = json.loads((tmp / name / "trainer_state.json").read_text())["log_history"]
     step_times = [h["step_time"] for h in history if "step_time" in h][2:]  # skip warm-up steps
-    return {"name": name, "processes": nproc, "step_s": statistics.median(step_times), "wall_s": wall, "completions_per_step": 16 * nproc}
+    return {"name": name, "processes": nproc, "step_s": statistics.median(step_times), "wall_s": wall,
+            "completions_per_step": 16 * nproc}
 
 
 def main() -> None:
@@ -63,10 +64,12 @@ def main() -> None:
             run(tmp, "2proc_zero3", 2, "zero3", args.steps),
         ]
     base = rows[0]
-    print(f"{'run':<14}{'procs':>6}{'step s (median)':>17}{'completions/step':>18}{'completions/s':>15}{'step ratio':>12}")
+    print(f"{'run':<14}{'procs':>6}{'step s (median)':>17}{'completions/step':>18}{'completions/s':>15}"
+          f"{'step ratio':>12}")
     for r in rows:
         rate = r["completions_per_step"] / r["step_s"]
-        print(f"{r['name']:<14}{r['processes']:>6}{r['step_s']:>17.3f}{r['completions_per_step']:>18}{rate:>15.1f}{r['step_s'] / base['step_s']:>12.2f}")
+        print(f"{r['name']:<14}{r['processes']:>6}{r['step_s']:>17.3f}{r['completions_per_step']:>18}{rate:>15.1f}"
+              f"{r['step_s'] / base['step_s']:>12.2f}")
 
 
 if __name__ == "__main__":

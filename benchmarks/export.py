@@ -26,7 +26,8 @@ WORDS = "add the digits carry one then sum each column from right to left and wr
 
 
 def eval_question(i: int) -> str:
-    return f"Evaluation problem {i}: a train leaves the station at {i} km/h, how far does it travel in {i % 7 + 2} hours?"
+    return (f"Evaluation problem {i}: a train leaves the station at {i} km/h, "
+            f"how far does it travel in {i % 7 + 2} hours?")
 
 
 def make_traces(directory: Path, n: int, group: int = 8, seed: int = 0) -> None:

@@ -63,7 +63,7 @@ GPU_RUN = {"max_steps": 10, "num_generations": 8, "per_device_train_batch_size":
 CPU_RUN = {"max_steps": 2, "num_generations": 4, "per_device_train_batch_size": 4, "max_completion_length": 8,
            "learning_rate": 1e-3, "bf16": False, "use_cpu": True}
 
-SITECUSTOMIZE = r'''
+SITECUSTOMIZE = (r'''
 # Written by benchmarks/gpu_check.py: record this process's peak memory when it exits.
 import atexit, json, os, sys
 
@@ -81,8 +81,10 @@ def _gpu_check_probe():
     try:
         if torch is not None and torch.cuda.is_initialized():
             rec.update(cuda=True, device=torch.cuda.get_device_name(),
-                       max_allocated_gib=max(torch.cuda.max_memory_allocated(i) for i in range(torch.cuda.device_count())) / 2**30,
-                       max_reserved_gib=max(torch.cuda.max_memory_reserved(i) for i in range(torch.cuda.device_count())) / 2**30)
+                       max_allocated_gib=max(torch.cuda.max_memory_allocated(i) '''
+r'''for i in range(torch.cuda.device_count())) / 2**30,
+                       max_reserved_gib=max(torch.cuda.max_memory_reserved(i) '''
+r'''for i in range(torch.cuda.device_count())) / 2**30)
     except Exception as exc:
         rec["error"] = repr(exc)
     try:
@@ -108,14 +110,15 @@ try:
     _gpu_check_chain()
 except Exception:
     pass
-'''
+''')
 
 
 def log(msg: str) -> None:
     print(f"[gpu_check {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def run_cmd(cmd: list[str], timeout: float, env: dict | None = None, cwd: Path = REPO, log_path: Path | None = None) -> tuple[int, str]:
+def run_cmd(cmd: list[str], timeout: float, env: dict | None = None, cwd: Path = REPO,
+            log_path: Path | None = None) -> tuple[int, str]:
     """Run a command with a wall-clock limit; return (rc, output). rc 124 on timeout.
     The output goes to log_path as it comes, so a killed run still leaves its log."""
     log(f"$ {' '.join(str(c) for c in cmd)}  (limit {timeout:.0f} s)")
@@ -149,7 +152,8 @@ def _kill_group(proc: subprocess.Popen) -> None:
 def fail(result: dict, name: str, rc: int, output: str, why: str = "") -> dict:
     why = why or ("timed out" if rc == 124 else f"exit status {rc}")
     tail = output[-3000:]
-    print(f"\n===== gpu_check: part {name!r} failed ({why}); last output:\n{tail}\n===== end of {name}\n", file=sys.stderr, flush=True)
+    print(f"\n===== gpu_check: part {name!r} failed ({why}); last output:\n{tail}\n===== end of {name}\n",
+          file=sys.stderr, flush=True)
     result.update({"pass": False, "error": why})
     return result
 
@@ -166,10 +170,11 @@ REQUIREMENTS = [
     "dill==0.4.1", "multiprocess==0.70.19", "xxhash==4.1.0", "fsspec==2026.9.0",
     # DeepSpeed's own dependencies (DeepSpeed itself is an sdist, installed with --no-deps)
     "hjson==3.1.0", "msgpack==1.2.4", "ninja==1.13.2", "py-cpuinfo==9.0.0", "einops==0.8.2",
-    "pydantic==2.14.4", "pydantic-core==2.50.5", "annotated-types==0.8.0", "typing-inspection==0.4.5", "typing-extensions==4.16.0",
+    "pydantic==2.14.4", "pydantic-core==2.50.5", "annotated-types==0.8.0", "typing-inspection==0.4.5",
+    "typing-extensions==4.16.0",
     # rl_reason's CLI and traces
-    "typer==0.29.2", "rich==15.0.0", "shellingham==1.5.4", "annotated-doc==0.0.7", "markdown-it-py==4.3.0", "mdurl==0.1.2",
-    "pygments==2.21.0", "click==8.5.1", "orjson==3.13.0",
+    "typer==0.29.2", "rich==15.0.0", "shellingham==1.5.4", "annotated-doc==0.0.7", "markdown-it-py==4.3.0",
+    "mdurl==0.1.2", "pygments==2.21.0", "click==8.5.1", "orjson==3.13.0",
     # pytest -m gpu
     "pytest==9.2.0", "iniconfig==2.3.1", "pluggy==1.7.0",
 ]
@@ -202,7 +207,8 @@ def download_wheels(directory: Path) -> None:
 # .so.N.0.0 copies of libraries that the loader reaches by their .so.N soname. pandas: its tests.
 SLIM = {
     "pyarrow-": [r"^pyarrow/(include|includes|src|tests)/", r"\.(pxd|pyx|pxi)$", r"^pyarrow/libarrow_flight\.so",
-                 r"^pyarrow/libarrow_python_flight\.so", r"^pyarrow/_flight\.cpython", r"^pyarrow/lib[a-z_]+\.so(\.\d+\.\d+\.\d+)?$"],
+                 r"^pyarrow/libarrow_python_flight\.so", r"^pyarrow/_flight\.cpython",
+                 r"^pyarrow/lib[a-z_]+\.so(\.\d+\.\d+\.\d+)?$"],
     "pandas-": [r"^pandas/tests/"],
 }
 
@@ -235,7 +241,8 @@ def slim_wheels(directory: Path) -> None:
                     data = "".join(ln for ln in lines if ln.split(",", 1)[0] not in dropped).encode()
                 dst.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
         tmp.replace(wheel)
-        print(f"{wheel.name}: {before / 1e6:.1f} MB -> {wheel.stat().st_size / 1e6:.1f} MB ({len(dropped)} members dropped)")
+        print(f"{wheel.name}: {before / 1e6:.1f} MB -> {wheel.stat().st_size / 1e6:.1f} MB "
+              f"({len(dropped)} members dropped)")
     files = [p for p in directory.iterdir() if p.suffix in (".whl", ".gz")]
     print(f"total: {len(files)} files, {sum(p.stat().st_size for p in files) / 1e6:.1f} MB")
 
@@ -292,8 +299,9 @@ def build_model(out: str, cpu: bool) -> None:
     cuda = torch.cuda.is_available()
     info = {
         "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "cuda": torch.version.cuda,
-                     "transformers": transformers.__version__, "trl": trl.__version__, "accelerate": accelerate.__version__,
-                     "datasets": datasets.__version__, "deepspeed": deepspeed.__version__},
+                     "transformers": transformers.__version__, "trl": trl.__version__,
+                     "accelerate": accelerate.__version__, "datasets": datasets.__version__,
+                     "deepspeed": deepspeed.__version__},
         "cuda_available": cuda,
         "device": torch.cuda.get_device_name(0) if cuda else None,
         "gpus": torch.cuda.device_count() if cuda else 0,
@@ -378,7 +386,8 @@ def summarize_run(output_dir: Path, probe_dir: Path, steps: int) -> dict:
         "tokens_per_s": med("throughput/tokens_per_s"),
         # Completion tokens of the step over its generation time alone: HF generate's throughput.
         "generation_tokens_per_s": round(statistics.median(
-            [h["throughput/tokens_per_s"] * h["time/step"] / h["time/generation"] for h in measured if h.get("time/generation")]
+            [h["throughput/tokens_per_s"] * h["time/step"] / h["time/generation"]
+             for h in measured if h.get("time/generation")]
         ), 2) if any(h.get("time/generation") for h in measured) else None,
         "mean_completion_tokens": med("completions/mean_length"),
         "loss_finite": all(isinstance(v, (int, float)) and math.isfinite(v) for v in losses),
@@ -387,8 +396,10 @@ def summarize_run(output_dir: Path, probe_dir: Path, steps: int) -> dict:
     gpu = [p for p in probes if p.get("cuda")]
     out["peak_gpu_mem_gib"] = round(max(p["max_allocated_gib"] for p in gpu), 3) if gpu else None
     out["peak_gpu_reserved_gib"] = round(max(p["max_reserved_gib"] for p in gpu), 3) if gpu else None
-    # The training process: `rl-reason train` or `python -m rl_reason.cli` (argv[0] is then rl_reason/cli/__main__.py).
-    rss = [p["maxrss_gib"] for p in probes if "maxrss_gib" in p and re.search(r"rl[-_]reason", (p.get("argv") or [""])[0])]
+    # The training process: `rl-reason train` or `python -m rl_reason.cli`
+    # (argv[0] is then rl_reason/cli/__main__.py).
+    rss = [p["maxrss_gib"] for p in probes
+           if "maxrss_gib" in p and re.search(r"rl[-_]reason", (p.get("argv") or [""])[0])]
     out["peak_rss_gib"] = round(max(rss), 3) if rss else None
     traces = output_dir / "traces"
     out["traces"] = sum(1 for f in traces.glob("rank-*.jsonl") for _ in f.open()) if traces.is_dir() else 0
@@ -406,7 +417,8 @@ def part_train(name: str, python: str, env: dict, work: Path, model_dir: Path, c
     bindir = Path(python).parent
     if name == "plain":
         exe = bindir / "rl-reason"
-        cmd = [str(exe), "train", str(recipe)] if exe.exists() else [python, "-m", "rl_reason.cli", "train", str(recipe)]
+        cmd = ([str(exe), "train", str(recipe)] if exe.exists()
+               else [python, "-m", "rl_reason.cli", "train", str(recipe)])
     else:
         accelerate = bindir / "accelerate"
         launcher = [str(accelerate)] if accelerate.exists() else [python, "-m", "accelerate.commands.launch"]
@@ -474,10 +486,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cpu", action="store_true", default=os.environ.get("GPU_CHECK_CPU", "") not in ("", "0"),
                         help="CPU-size dry path: tiny model, fp32, 2 steps each (also GPU_CHECK_CPU=1)")
-    parser.add_argument("--wheels", type=Path, default=HERE / "wheels", help="wheel directory (default: wheels/ beside this script)")
+    parser.add_argument("--wheels", type=Path, default=HERE / "wheels",
+                        help="wheel directory (default: wheels/ beside this script)")
     parser.add_argument("--no-install", action="store_true", help="skip the install part")
     parser.add_argument("--python", default=sys.executable, help="the interpreter to install into and run with")
-    parser.add_argument("--workdir", type=Path, help="keep runs here (default: a temporary directory, removed at the end)")
+    parser.add_argument("--workdir", type=Path,
+                        help="keep runs here (default: a temporary directory, removed at the end)")
     parser.add_argument("--skip-tests", action="store_true", help="skip the pytest -m gpu part")
     args = parser.parse_args(argv)
 
@@ -495,7 +509,8 @@ def main(argv: list[str] | None = None) -> int:
     (probe_site / "sitecustomize.py").write_text(SITECUSTOMIZE)
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(probe_site), str(REPO)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])),
+        "PYTHONPATH": os.pathsep.join([str(probe_site), str(REPO)]
+                                      + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])),
         "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
         "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1",
     }

@@ -8,7 +8,7 @@ calls it: the gold through ``parse(gold, extraction_mode="first_match")``, the c
 on, no unanchored extraction), then ``verify(gold, answer)``, single process, main thread (its
 signal timeouts work only there). Every prediction reaches both checkers as the same completion
 ``\\boxed{pred}``; golds without ``$``/``\\boxed`` are wrapped in ``$…$`` for Math-Verify (an
-undelimited gold is silently mis-parsed: notes/math_checkers.md §1.3).
+undelimited gold is silently mis-parsed: huggingface/Math-Verify issue #56).
 
 Prints recall (accepted correct answers) and specificity (rejected wrong ones) overall and per
 answer type, ours under the reward's exact precision (the default) and under the opt-in
@@ -195,23 +195,28 @@ def main() -> None:
     keys = ["ALL"] + sorted(k for k in s_us if k.startswith("set:")) + sorted(k for k in s_us if k.startswith("type:"))
     print()
     print(f"{'':44} | {'recall':^24} | {'specificity':^24}")
-    print(f"{'slice':32} {'n+':>5} {'n-':>5} | {'MV':>6} {'exact':>8} {'rounded':>8} | {'MV':>6} {'exact':>8} {'rounded':>8}")
+    print(f"{'slice':32} {'n+':>5} {'n-':>5} | {'MV':>6} {'exact':>8} {'rounded':>8} "
+          f"| {'MV':>6} {'exact':>8} {'rounded':>8}")
     print("-" * 100)
     for k in keys:
         a, b, c = s_mv[k], s_us[k], s_r[k]
         print(f"{k:32} {a['pos']:5d} {a['neg']:5d} | {pct(a['tp'], a['pos']):>6} {pct(b['tp'], b['pos']):>8} "
-              f"{pct(c['tp'], c['pos']):>8} | {pct(a['tn'], a['neg']):>6} {pct(b['tn'], b['neg']):>8} {pct(c['tn'], c['neg']):>8}")
+              f"{pct(c['tp'], c['pos']):>8} | {pct(a['tn'], a['neg']):>6} {pct(b['tn'], b['neg']):>8} "
+              f"{pct(c['tn'], c['neg']):>8}")
     n = len(rows)
     unknown = sum(v.status == "unknown" for v in ours)
     print()
-    print(f"{'throughput (checks/s)':32} {'Math-Verify':>12} {'ours 1 worker':>14} {f'ours {args.workers} workers':>14}")
+    print(f"{'throughput (checks/s)':32} {'Math-Verify':>12} {'ours 1 worker':>14} "
+          f"{f'ours {args.workers} workers':>14}")
     print(f"{'':32} {n / mv_time:12.1f} {n / one_time:14.1f} {n / batch_time:14.1f}")
-    print(f"ratio to Math-Verify single-process: 1 worker {mv_time / one_time:.1f}x, batched {mv_time / batch_time:.1f}x")
+    print(f"ratio to Math-Verify single-process: 1 worker {mv_time / one_time:.1f}x, "
+          f"batched {mv_time / batch_time:.1f}x")
     q = lambda xs, p: sorted(xs)[min(len(xs) - 1, int(p * len(xs)))] * 1000  # noqa: E731
     print(f"latency per check (ms, {len(our_lat)} pairs one at a time): "
           f"Math-Verify p50 {q(mv_lat_sample, .5):.2f} p99 {q(mv_lat_sample, .99):.2f} | "
           f"ours p50 {q(our_lat, .5):.2f} p99 {q(our_lat, .99):.2f}")
-    print(f"ours: {unknown} unknown verdicts (timeouts/errors), median MV latency over all {statistics.median(mv_lat) * 1000:.2f} ms")
+    print(f"ours: {unknown} unknown verdicts (timeouts/errors), "
+          f"median MV latency over all {statistics.median(mv_lat) * 1000:.2f} ms")
 
 
 if __name__ == "__main__":

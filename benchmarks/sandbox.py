@@ -277,18 +277,21 @@ def main() -> None:
 
     sandbox_fn = lambda j: code.run_tests(j[0], j[1]).passed == 1  # noqa: E731
     rows = []
+    trivial_jobs = [(TRIVIAL, triv_tests)] * args.trivial
     for workload, sb_jobs, plain_jobs in (("humaneval", he_sandbox, he_plain),
-                                           ("trivial", [(TRIVIAL, triv_tests)] * args.trivial, [TRIVIAL] * args.trivial)):
+                                           ("trivial", trivial_jobs, [TRIVIAL] * args.trivial)):
         rows.append({"workload": workload, **bench("sandbox", sandbox_fn, sb_jobs, args.workers)})
         rows.append({"workload": workload, **bench("subprocess", subprocess_check, plain_jobs, args.workers)})
         rows.append({"workload": workload, **bench("humaneval_harness", humaneval_check, plain_jobs, args.workers)})
     # Single-stream latency of a trivial run: the per-run overhead with full isolation.
-    rows.append({"workload": "trivial_serial", **bench("sandbox", sandbox_fn, [(TRIVIAL, triv_tests)] * args.trivial, 1)})
-    rows.append({"workload": "trivial_serial", **bench("subprocess", subprocess_check, [TRIVIAL] * min(100, args.trivial), 1)})
+    rows.append({"workload": "trivial_serial", **bench("sandbox", sandbox_fn, trivial_jobs, 1)})
+    rows.append({"workload": "trivial_serial",
+                 **bench("subprocess", subprocess_check, [TRIVIAL] * min(100, args.trivial), 1)})
 
     print(f"# {platform.node()} {platform.machine()}, {len(os.sched_getaffinity(0))} cores, workers={args.workers}, "
           f"tier={code.sandbox_tier()}, load={os.getloadavg()[0]:.2f}")
-    print(f"{'workload':16} {'runner':18} {'n':>5} {'passed':>6} {'wall_s':>8} {'exec/s':>8} {'p50_ms':>8} {'p99_ms':>8}")
+    print(f"{'workload':16} {'runner':18} {'n':>5} {'passed':>6} {'wall_s':>8} {'exec/s':>8} {'p50_ms':>8} "
+          f"{'p99_ms':>8}")
     for r in rows:
         print(f"{r['workload']:16} {r['runner']:18} {r['n']:5d} {r['passed']:6d} {r['wall_s']:8.3f} "
               f"{r['exec_per_s']:8.1f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f}")

@@ -16,11 +16,11 @@ Three measurements, printed side by side:
    every other step (adjacent steps share the load of other jobs). The spread between runs of one
    arm is printed as the noise floor; on a tiny CPU model it is far above 1%, hence:
 2. Direct: inside the traces-on runs, this script times the capture work itself by wrapping
-   (in a subclass; the library is not edited) ``TracingGRPOTrainer._write_traces`` (building the
-   records), ``_log_rollout_health`` (health metrics, computed only when traces are on),
-   ``TraceWriter.add`` (JSON encoding) and ``TraceWriter.flush`` (one write + fsync per step),
-   as a fraction of the step wall time.
-3. Realistic size, synthetic: the real ``_write_traces`` (on a stand-in trainer, CPU tensors, one
+   (in a subclass; the library is not edited) ``TracingGRPOTrainer._after_rollout`` (building and
+   checking the records), ``_log_health`` (health metrics; both run with traces off too, so the
+   on/off difference is encoding and flushing), ``TraceWriter.add`` (JSON encoding) and
+   ``TraceWriter.flush`` (one write + fsync per step), as a fraction of the step wall time.
+3. Realistic size, synthetic: the real ``_after_rollout`` (on a stand-in trainer, CPU tensors, one
    process) and ``TraceWriter.flush`` on 16 groups x 16 completions of up to 4096 token ids (ids
    and text kept), all written by one writer (an upper bound: with N ranks each writes 1/N of
    them), compared with an *assumed* GPU step time (``--gpu-step-s``, default 60 s for a 7B GRPO
@@ -63,11 +63,12 @@ from transformers import TrainerCallback  # noqa: E402
 import rl_reason.train.run as train_module  # noqa: E402
 from rl_reason.traces.schema import SCHEMA_VERSION  # noqa: E402
 from rl_reason.traces.writer import TraceWriter, _jsonable  # noqa: E402
-from rl_reason.train.trainer import TracingGRPOTrainer  # noqa: E402
+from rl_reason.train.health import weighted_totals  # noqa: E402
+from rl_reason.train.trainer import TracingGRPOTrainer, trl_group_statistics  # noqa: E402
 
 COMPONENTS = ("build", "encode", "health", "flush")
 LABELS = {
-    "build": "build records (_write_traces)",
+    "build": "build records (_after_rollout)",
     "encode": "JSON encode (TraceWriter.add)",
     "health": "health metrics",
     "flush": "flush: write + fsync",
@@ -139,18 +140,18 @@ class InstrumentedTrainer(TracingGRPOTrainer):
             writer.add = _timed(writer.add, "encode")
             writer.flush = _timed(writer.flush, "flush")
 
-    def _write_traces(self, advantages):
+    def _after_rollout(self, advantages):
         PROBE.completions += len(self._pending[1])
         start = time.perf_counter()
         try:
-            return super()._write_traces(advantages)
+            return super()._after_rollout(advantages)
         finally:
             PROBE.current["write_traces"] += time.perf_counter() - start
 
-    def _log_rollout_health(self, *args, **kwargs):
+    def _log_health(self, *args, **kwargs):
         start = time.perf_counter()
         try:
-            return super()._log_rollout_health(*args, **kwargs)
+            return super()._log_health(*args, **kwargs)
         finally:
             PROBE.current["health"] += time.perf_counter() - start
 
@@ -232,7 +233,8 @@ def end_to_end(tmp: Path, args) -> tuple[list[dict], list[str]]:
     lines.append(f"End-to-end, tiny model: {args.rounds} rounds (on/off alternated), {args.steps} steps per run, "
                  f"first {args.skip} not timed, {args.batch} completions/step of <= {args.max_completion_length} "
                  f"tokens, torch threads {args.threads}")
-    lines.append(f"  {'step time, median':<34}{'traces on':>11}{'traces off':>12}{'on/off':>9}{'run spread on/off':>20}")
+    lines.append(f"  {'step time, median':<34}{'traces on':>11}{'traces off':>12}{'on/off':>9}"
+                 f"{'run spread on/off':>20}")
     for key, label in (("wall", "wall, flush included (this script)"), ("time/step", "time/step (trainer)"),
                        ("step_time", "step_time (TRL)"), ("cpu", "CPU time of this process")):
         a = statistics.median([x for r in on for x in r[key]])
@@ -286,13 +288,14 @@ def direct(on: list[dict]) -> tuple[dict, list[str]]:
 # --------------------------------------------------------------------------- 3: realistic size
 
 EOS = 151645  # Qwen2.5's <|im_end|>
+WEIGHTS = torch.tensor([1.0, 0.1])
 VOCAB = 151_643
 WORDS = ("so the sum of the digits is then we carry one and check again wait let me recompute this "
          "step carefully because the previous line had an error therefore").split()
 
 
 def synthetic_batch(groups: int, group_size: int, tokens: int, seed: int = 0):
-    """One generation batch as TracingGRPOTrainer._write_traces receives it, at realistic size."""
+    """One generation batch as TracingGRPOTrainer._after_rollout receives it, at realistic size."""
     rng = random.Random(seed)
     n = groups * group_size
     system = {"role": "system", "content": "You are a helpful assistant. Think step by step inside <think></think>, "
@@ -314,21 +317,25 @@ def synthetic_batch(groups: int, group_size: int, tokens: int, seed: int = 0):
             text = " ".join(rng.choice(WORDS) for _ in range(length * 4 // 6))
             completions.append([{"role": "assistant", "content": "<think>" + text + "</think> \\boxed{42}"}])
     rewards = torch.tensor([[float(rng.random() < 0.5), float(rng.random() < 0.9)] for _ in range(n)])
-    advantages = torch.randn(n)
+    # TRL's advantages (group scaling), which the trainer checks its records against.
+    mean, _, scale = trl_group_statistics(weighted_totals(rewards, WEIGHTS), group_size, "group")
+    advantages = torch.nan_to_num((weighted_totals(rewards, WEIGHTS) - mean) / scale, nan=0.0)
     return (inputs, prompts, completions, ids, rewards), advantages
 
 
 def _stand_in(pending, writer, group_size: int, step: int):
-    """What _write_traces reads from the trainer, on the CPU, one process."""
+    """What _after_rollout reads from the trainer, on the CPU, one process."""
     stub = types.SimpleNamespace(
         _pending=pending, model=types.SimpleNamespace(training=True), num_generations=group_size,
         num_generations_eval=group_size,
         accelerator=types.SimpleNamespace(process_index=0, device=torch.device("cpu"), gather=lambda t: t),
-        reward_weights=torch.tensor([1.0, 0.1]), state=types.SimpleNamespace(global_step=step),
+        reward_weights=WEIGHTS, state=types.SimpleNamespace(global_step=step), scale_rewards="group",
         _generation_batches=0, eos_token_ids=[EOS], reward_func_names=["accuracy_reward", "think_format_reward"],
+        reward_roles={"accuracy_reward": "verifier", "think_format_reward": "format"},
         trace_writer=writer, recent_traces=deque(maxlen=64), _metrics={"train": defaultdict(list)},
     )
-    stub._log_rollout_health = types.MethodType(TracingGRPOTrainer._log_rollout_health, stub)
+    for method in ("_build_records", "_log_health"):
+        setattr(stub, method, types.MethodType(getattr(TracingGRPOTrainer, method), stub))
     return stub
 
 
@@ -351,14 +358,14 @@ def realistic(workdir: Path, args) -> tuple[dict, list[str]]:
     capture, flush, build = [], [], []
     for step in range(args.reps):
         start = time.perf_counter()
-        TracingGRPOTrainer._write_traces(_stand_in(pending, writer, args.group_size, step), advantages)
+        TracingGRPOTrainer._after_rollout(_stand_in(pending, writer, args.group_size, step), advantages)
         mid = time.perf_counter()
         writer.flush()
         capture.append(mid - start)
         flush.append(time.perf_counter() - mid)
         collect = _Collect()
         start = time.perf_counter()
-        TracingGRPOTrainer._write_traces(_stand_in(pending, collect, args.group_size, step), advantages)
+        TracingGRPOTrainer._after_rollout(_stand_in(pending, collect, args.group_size, step), advantages)
         build.append(time.perf_counter() - start)
     writer.close()
     records = collect.records
@@ -413,7 +420,7 @@ def realistic(workdir: Path, args) -> tuple[dict, list[str]]:
              f"token ids + text each, one writer, {args.reps} reps, {mib:.1f} MiB/step:"]
     lines.append(f"  {'component':<34}{'ms/step':>10}{'us/completion':>15}{f'% of {step_s:g} s':>12}")
     rows = [("build records (no encoding)", out["build"]),
-            ("_write_traces (build+encode+health)", out["capture"]),
+            ("capture in _after_rollout", out["capture"]),
             ("flush: write + fsync", out["flush"]),
             ("total capture", total)]
     for label, v in rows:

@@ -6,6 +6,7 @@ Unlike TRL's ``think_format_reward`` this accepts templates that prefill ``<thin
 
 from __future__ import annotations
 
+import functools
 import re
 
 from rewards.text import completion_text
@@ -35,7 +36,5 @@ def think_format_reward(prompts=None, completions=None, prefilled_think: bool = 
 
 
 def make_format_reward(prefilled_think: bool = False):
-    def think_format_reward(prompts=None, completions=None, **kwargs) -> list[float]:
-        return [1.0 if is_well_formed(completion_text(c), prefilled_think) else 0.0 for c in completions]
-
-    return think_format_reward
+    # a partial, not a closure: it pickles, and TRL still names it after think_format_reward
+    return functools.partial(think_format_reward, prefilled_think=True) if prefilled_think else think_format_reward

@@ -6,6 +6,8 @@ Length is counted in tokens from ``completion_ids`` when TRL passes them, else i
 
 from __future__ import annotations
 
+import functools
+
 from rewards.text import completion_text
 
 
@@ -20,15 +22,18 @@ def overlong_penalty(length: int, max_completion_length: int, cache: int) -> flo
     return -1.0
 
 
+def soft_overlong_punishment(prompts=None, completions=None, completion_ids=None, *, max_completion_length: int,
+                             cache: int, **kwargs) -> list[float]:
+    """The TRL reward; ``make_soft_overlong_punishment`` binds the two lengths."""
+    if completion_ids is not None:
+        lengths = [len(ids) for ids in completion_ids]
+    else:
+        lengths = [len(completion_text(c)) for c in completions]
+    return [overlong_penalty(n, max_completion_length, cache) for n in lengths]
+
+
 def make_soft_overlong_punishment(max_completion_length: int, cache: int):
     if not 0 < cache <= max_completion_length:
         raise ValueError(f"need 0 < cache <= max_completion_length, got cache={cache}, max={max_completion_length}")
-
-    def soft_overlong_punishment(prompts=None, completions=None, completion_ids=None, **kwargs) -> list[float]:
-        if completion_ids is not None:
-            lengths = [len(ids) for ids in completion_ids]
-        else:
-            lengths = [len(completion_text(c)) for c in completions]
-        return [overlong_penalty(n, max_completion_length, cache) for n in lengths]
-
-    return soft_overlong_punishment
+    # a partial, not a closure: it pickles, and TRL still names it after soft_overlong_punishment
+    return functools.partial(soft_overlong_punishment, max_completion_length=max_completion_length, cache=cache)

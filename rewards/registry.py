@@ -92,15 +92,15 @@ def required_columns(name: str) -> tuple[str, ...]:
 
 def role_of(name: str, declared: str | None = None, func: Callable | None = None) -> str:
     """The role of a recipe's reward: ``declared`` (the recipe's ``role:``) wins, then the registry,
-    then the function's ``role`` attribute, then ``verifier``."""
-    if declared is not None:
-        if declared not in ROLES:
-            raise ValueError(f"unknown reward role {declared!r}; choose one of {list(ROLES)}")
-        return declared
-    if name in REWARDS:
+    then the function's ``role`` attribute, then ``verifier``. A role outside ``ROLES`` raises ValueError."""
+    if declared is None and name in REWARDS:
         return REWARDS[name].role
-    role = getattr(func, "role", None) if func is not None else None
-    return role if role in ROLES else USER_DEFAULT_ROLE
+    role = declared if declared is not None else getattr(func, "role", None)
+    if role is None:
+        return USER_DEFAULT_ROLE
+    if role not in ROLES:  # a typo must not quietly turn a format check into a verifier
+        raise ValueError(f"{name}: unknown reward role {role!r}; choose one of {list(ROLES)}")
+    return role
 
 
 def func_name(func: Callable) -> str:

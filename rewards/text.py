@@ -19,7 +19,8 @@ def completion_text(completion: Any) -> str:
     if isinstance(completion, str):
         return completion
     if isinstance(completion, list):
-        return "".join(_content(m.get("content")) for m in completion if isinstance(m, dict) and m.get("role") == "assistant")
+        return "".join(_content(m.get("content")) for m in completion
+                       if isinstance(m, dict) and m.get("role") == "assistant")
     if isinstance(completion, dict):
         return _content(completion.get("content"))
     raise TypeError(f"a completion must be a string or a list of chat messages, got {type(completion).__name__}")

@@ -1,12 +1,13 @@
 """Recipes: YAML files whose top-level keys are TRL argument names, plus the project's sections.
 
 A recipe for ``rl-reason train`` is a flat mapping of ``GRPOConfig`` fields (``learning_rate``,
-``num_generations``, ``report_to`` ...) next to four sections of our own::
+``num_generations``, ``report_to`` ...) next to five sections of our own::
 
     model:   {name_or_path: tiny, size: tiny}
     data:    {source: addition, num_train: 2000, ...}
-    rewards: [{name: math, weight: 1.0}, {name: format, weight: 0.2}]
+    rewards: [{name: math, weight: 1.0}, {name: format, weight: 0.2}]   # + kwargs, role
     traces:  {enabled: true}
+    wandb:   {project: rl-reason, table_every: 50}
 
 ``rl-reason distill`` takes the same shape with ``SFTConfig`` fields. Every key is checked
 before anything heavy starts; a mistake ends in one line that names the key and the file.
@@ -81,18 +82,11 @@ class WandbSection(_Section):
     table_rows: int = Field(16, ge=1)
 
 
-class EvalSection(_Section):
-    max_new_tokens: int = Field(64, ge=1)
-    k: int = Field(1, ge=1)
-    temperature: float = Field(1.0, ge=0)
-
-
 SECTIONS: dict[str, type[BaseModel]] = {
     "model": ModelSection,
     "data": DataSection,
     "traces": TracesSection,
     "wandb": WandbSection,
-    "eval": EvalSection,
 }
 
 
@@ -106,7 +100,6 @@ class Recipe:
     rewards: list[RewardSpec]
     traces: TracesSection
     wandb: WandbSection
-    eval: EvalSection
     source: str  # where it came from, for messages
     raw: dict  # the resolved mapping, logged to W&B
 
@@ -181,7 +174,8 @@ def _check_type(key: str, value: Any, annotation: Any, source: str) -> Any:
     raise ConfigError(f"{source}: {key}: expected {expected}, got {value!r}")
 
 
-def load_recipe(path: str | Path | None, overrides: list[str] = (), args_class=None, defaults: dict | None = None) -> Recipe:
+def load_recipe(path: str | Path | None, overrides: list[str] = (), args_class=None,
+                defaults: dict | None = None) -> Recipe:
     """Read, merge overrides into, and validate a recipe. Raises ``ConfigError`` with one line."""
     if args_class is None:
         from trl import GRPOConfig as args_class

@@ -85,38 +85,17 @@ QUICK = {  # --quick: the same pipeline with tiny budgets, for tests (numbers ar
 }
 
 
-def _sft_args(output_dir: Path, overrides: dict, seed: int, report_to: str):
-    from trl import SFTConfig
-
-    from rl_reason.preflight import cpu_defaults
-
-    kwargs = {
-        "output_dir": str(output_dir),
-        "assistant_only_loss": True,
-        "activation_checkpointing": False,
-        "save_strategy": "no",
-        "logging_steps": 25,
-        "report_to": report_to,
-        "seed": seed,
-        "weight_decay": 0.0,
-        "disable_tqdm": True,
-        **cpu_defaults(),
-        **overrides,
-    }
-    return SFTConfig(**kwargs)
-
-
 def run_demo(output: str | Path, seed: int = 0, quick: bool = False, report_to: str = "none") -> dict:
     from datasets import Dataset
 
     from rl_reason.data.load import procedural_splits
-    from rl_reason.sampling.evaluate import evaluate
-    from rl_reason.export.pipeline import export
-    from rl_reason.preflight import check_output_dir
-    from rl_reason.sampling.sample import sample_traces
-    from rl_reason.sft import run_sft
     from rl_reason.data.tasks import make_problems, prompt_messages
     from rl_reason.data.tiny import build_tiny
+    from rl_reason.distill import load_messages, run_sft, sft_config
+    from rl_reason.export.pipeline import export
+    from rl_reason.preflight import check_output_dir
+    from rl_reason.sampling.evaluate import evaluate
+    from rl_reason.sampling.sample import sample_traces
     from rl_reason.train.run import load_train_recipe, train
 
     start = time.time()
@@ -145,11 +124,13 @@ def run_demo(output: str | Path, seed: int = 0, quick: bool = False, report_to: 
         n_warm, seed=seed + 1, min_digits=data.min_digits, max_digits=data.max_digits,
         exclude=held_questions, sloppy_rate=WARM_START["sloppy_rate"],
     )
-    warm_ds = Dataset.from_list(
-        [{"messages": prompt_messages(r["question"]) + [{"role": "assistant", "content": r["solution"]}]} for r in warm_rows]
-    )
-    warm_args = dict(WARM_START["args"], **({"num_train_epochs": QUICK["warm_epochs"]} if quick else {}))
-    run_sft(models / "base", warm_ds, _sft_args(models / "warm_start", warm_args, seed, report_to))
+    warm_ds = Dataset.from_list([
+        {"messages": prompt_messages(r["question"]) + [{"role": "assistant", "content": r["solution"]}]}
+        for r in warm_rows
+    ])
+    warm_args = dict(WARM_START["args"], report_to=report_to,
+                     **({"num_train_epochs": QUICK["warm_epochs"]} if quick else {}))
+    run_sft(models / "base", warm_ds, sft_config(models / "warm_start", warm_args, seed))
     stage("warm_start")
     warm_acc = accuracy(models / "warm_start")
     print(f"[demo] warm-start accuracy {warm_acc:.3f}")
@@ -175,7 +156,8 @@ def run_demo(output: str | Path, seed: int = 0, quick: bool = False, report_to: 
 
     # 4. Rejection sampling from the RL checkpoint, into the same trace store.
     n_sample = QUICK["sample_problems"] if quick else REJECTION_SAMPLING["num_problems"]
-    sample_rows = make_problems(n_sample, seed=seed + 2, min_digits=data.min_digits, max_digits=data.max_digits, exclude=held_questions)
+    sample_rows = make_problems(n_sample, seed=seed + 2, min_digits=data.min_digits, max_digits=data.max_digits,
+                                exclude=held_questions)
     sampled = sample_traces(
         out / "grpo", sample_rows, result.traces_dir,
         reward_specs=[(r["name"], r["weight"], {}) for r in GRPO["rewards"]],
@@ -191,9 +173,8 @@ def run_demo(output: str | Path, seed: int = 0, quick: bool = False, report_to: 
     student_base_acc = accuracy(models / "student_base")
     distill_args = dict(DISTILL, **({"max_steps": QUICK["distill_steps"]} if quick else {}))
     if stats.kept:
-        from rl_reason.distill import load_messages
-
-        run_sft(models / "student_base", load_messages(out / "export"), _sft_args(models / "student", distill_args, seed, report_to))
+        student_args = sft_config(models / "student", distill_args, seed)
+        run_sft(models / "student_base", load_messages(out / "export"), student_args)
         student_acc = accuracy(models / "student")
     else:
         student_acc = student_base_acc
@@ -230,13 +211,17 @@ def plot_reward_curve(log_history: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from rewards.registry import REWARDS
+
+    verifier = REWARDS["math"].func_name  # the demo's verifier, under the name TRL logs it by
+    key = f"rewards/{verifier}/mean"
     points = [(h["step"], h["reward"]) for h in log_history if "reward" in h]
-    acc = [(h["step"], h["rewards/accuracy_reward/mean"]) for h in log_history if "rewards/accuracy_reward/mean" in h]
+    acc = [(h["step"], h[key]) for h in log_history if key in h]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     if points:
         ax.plot(*zip(*points), label="weighted reward", marker="o")
     if acc:
-        ax.plot(*zip(*acc), label="accuracy_reward (sampled)", marker=".")
+        ax.plot(*zip(*acc), label=f"{verifier} (sampled)", marker=".")
     ax.set_xlabel("GRPO step")
     ax.set_ylabel("mean reward")
     ax.set_title("GRPO reward curve")

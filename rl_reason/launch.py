@@ -29,8 +29,8 @@ from pathlib import Path
 
 from rl_reason.config import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
-ACCELERATE_CONFIGS = REPO / "configs" / "accelerate"
+# Shipped inside the package, so a wheel install has them too; configs/accelerate links here.
+ACCELERATE_CONFIGS = Path(__file__).resolve().parent / "accelerate"
 # Shown in a dry run for an address nobody gave; a real launch refuses instead of guessing.
 PLACEHOLDER = "<{}-address>"
 
@@ -78,7 +78,7 @@ class LaunchPlan:
 
 
 def resolve_accelerate_config(name: str) -> Path:
-    """A bare name (``zero2``) means ``configs/accelerate/zero2.yaml``; a path is taken as is."""
+    """A bare name (``zero2``) means the shipped ``configs/accelerate/zero2.yaml``; a path is taken as is."""
     path = Path(name)
     if path.suffix in {".yaml", ".yml"} and path.exists():
         return path
@@ -130,7 +130,8 @@ def vllm_command(server: VllmServer) -> list[str]:
 
     # The server binds every interface; trainers reach it at server.host.
     args = ScriptArguments(model=server.model, host="0.0.0.0", port=server.port,
-                           tensor_parallel_size=server.tensor_parallel_size, data_parallel_size=server.data_parallel_size)
+                           tensor_parallel_size=server.tensor_parallel_size,
+                           data_parallel_size=server.data_parallel_size)
     command = build_command(args)
     return ["VLLM_SERVER_DEV_MODE=1", "vllm", *command[command.index("serve"):]]
 
@@ -209,11 +210,13 @@ def plan_from_slurm(plan: LaunchPlan, env: dict | None = None) -> LaunchPlan:
     """Fill nodes, ranks and addresses from a SLURM allocation; a planned vLLM node takes the last node."""
     env = dict(os.environ if env is None else env)
     if "SLURM_JOB_NODELIST" not in env:
-        raise LaunchError("launch --slurm: SLURM_JOB_NODELIST is not set (run it inside an allocation: sbatch, salloc, srun)")
+        raise LaunchError("launch --slurm: SLURM_JOB_NODELIST is not set "
+                          "(run it inside an allocation: sbatch, salloc, srun)")
     nodes = expand_nodelist(env["SLURM_JOB_NODELIST"])
     if plan.vllm:
         if len(nodes) < 2:
-            raise LaunchError(f"launch --slurm: a vLLM server node needs at least 2 nodes in the allocation, got {len(nodes)}")
+            raise LaunchError("launch --slurm: a vLLM server node needs at least 2 nodes in the allocation, "
+                              f"got {len(nodes)}")
         plan.vllm.node = nodes[-1]
         plan.vllm.host = resolve_address(nodes[-1])
         nodes = nodes[:-1]
@@ -297,7 +300,8 @@ def make_plan(
     if want_server:
         plan.vllm = VllmServer(node=f"node{num_machines}", host="", model=model or recipe.model.name_or_path,
                                port=args.vllm_server_port, group_port=args.vllm_group_port,
-                               tensor_parallel_size=vllm_tensor_parallel_size, data_parallel_size=vllm_data_parallel_size)
+                               tensor_parallel_size=vllm_tensor_parallel_size,
+                               data_parallel_size=vllm_data_parallel_size)
         if plan.vllm.model == "tiny":
             raise LaunchError("launch: a vLLM node serves a saved model; the recipe's model is 'tiny' "
                               "(built at train time): give --model PATH")
@@ -376,7 +380,8 @@ def start_node(plan: LaunchPlan, recipe, rank: int, vllm_timeout: float = 900.0,
     os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     program = shutil.which(cmd[0])
     if program is None:
-        raise LaunchError(f"launch: {cmd[0]!r} is not installed on this node" + (" (pip install -e '.[vllm]')" if serving else ""))
+        raise LaunchError(f"launch: {cmd[0]!r} is not installed on this node"
+                          + (" (pip install -e '.[vllm]')" if serving else ""))
     if plan.vllm and not serving:
         say(f"[{node}] waiting for the vLLM server on {plan.vllm.host}:{plan.vllm.port}")
         try:

@@ -66,7 +66,8 @@ def check_vllm(args, where: str) -> None:
     if importlib.util.find_spec("vllm") is None:
         raise ConfigError(f"{where}: use_vllm: vLLM is not installed (pip install -e '.[vllm]', on a CUDA machine)")
     if not torch.cuda.is_available():
-        raise ConfigError(f"{where}: use_vllm: vLLM needs a CUDA GPU and none is visible; set use_vllm=false to generate with transformers")
+        raise ConfigError(f"{where}: use_vllm: vLLM needs a CUDA GPU and none is visible; "
+                          "set use_vllm=false to generate with transformers")
     if args.vllm_mode not in ("colocate", "server"):
         raise ConfigError(f"{where}: vllm_mode: expected 'colocate' or 'server', got {args.vllm_mode!r}")
 

@@ -1,9 +1,10 @@
 """``rl-reason report RUN_DIR``: one self-contained HTML page on a GRPO run's health.
 
-Built from the trainer's log history (``RUN_DIR/trainer_state.json``) and the traces
-(``RUN_DIR/traces``): reward curves, pass and format rates, completion lengths, the fraction of
-groups with zero reward variance (no learning signal), truncation, the step-time split,
-throughput, verifier timeouts, and the completions the verifiers could not judge. Plots are PNGs embedded as base64, so the file opens anywhere.
+Built from the trainer's log history (``RUN_DIR/trainer_state.json``) and the traces (wherever the
+run recorded them, ``rl_reason.traces.schema.traces_location``): reward curves, pass and format rates,
+completion lengths, the fraction of groups with zero reward variance (no learning signal), truncation,
+the step-time split, throughput, verifier timeouts, and the completions the verifiers could not judge.
+Plots are PNGs embedded as base64, so the file opens anywhere.
 """
 
 from __future__ import annotations
@@ -15,18 +16,35 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from rl_reason.traces.schema import reward_roles, traces_location
+
+REWARD_PLOT = "Reward"  # the total and each reward function's mean, whatever the run's functions are
 PLOTS = [
-    ("Reward", ["reward", "rewards/accuracy_reward/mean", "rewards/think_format_reward/mean"]),
+    (REWARD_PLOT, ["reward"]),
     ("Pass and format rate", ["health/pass_rate", "health/format_rate"]),
     ("Completion length (tokens)", ["completions/mean_length", "health/length_p90"]),
     ("No learning signal", ["health/zero_variance_groups", "frac_reward_zero_std", "health/truncated_rate"]),
     ("Step time split (s)", ["time/step", "time/generation", "time/reward", "time/scoring", "time/update"]),
     ("Throughput (per s)", ["throughput/tokens_per_s", "reward_pool/checks_per_s"]),
-    ("Verifier trouble (count per step)", ["math/timeouts", "math/unparseable_gold", "math/no_answer", "code/TLE", "code/sandbox_error", "code/invalid_tests"]),
+    ("Verifier trouble (count per step)", ["math/timeouts", "math/unparseable_gold", "math/no_answer", "code/TLE",
+                                           "code/sandbox_error", "code/invalid_tests"]),
 ]
+_ROLE_ORDER = {"verifier": 0, "format": 1, "shaping": 2}
 
 
-def _png(title: str, history: list[dict], keys: list[str]) -> str | None:
+def reward_curves(history: list[dict], recorded: dict[str, str]) -> dict[str, str]:
+    """``{history key: legend label}`` of the per-function reward means TRL logged, verifiers first,
+    each labelled with its role (the run's recorded roles, else the registry's)."""
+    from rewards.registry import roles_of
+
+    names = sorted({k[len("rewards/"):-len("/mean")] for h in history for k in h
+                    if k.startswith("rewards/") and k.endswith("/mean")})
+    roles = roles_of(names, recorded)
+    names.sort(key=lambda n: (_ROLE_ORDER.get(roles[n], 3), n))
+    return {f"rewards/{n}/mean": f"{n} ({roles[n]})" for n in names}
+
+
+def _png(title: str, history: list[dict], keys: list[str], labels: dict[str, str] | None = None) -> str | None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,7 +56,7 @@ def _png(title: str, history: list[dict], keys: list[str]) -> str | None:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.2))
     for key, points in series.items():
-        ax.plot(*zip(*points), marker=".", label=key)
+        ax.plot(*zip(*points), marker=".", label=(labels or {}).get(key, key))
     ax.set_title(title)
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
@@ -66,7 +84,8 @@ def _trace_summary(traces_dir: Path) -> tuple[dict, list[dict]]:
             if value is None:
                 counts[f"{name} could not judge"] += 1
                 if len(unjudged) < 20:
-                    unjudged.append({"step": r.get("step"), "reward": name, "answer": r.get("answer"), "completion": r.get("completion", "")[:300]})
+                    unjudged.append({"step": r.get("step"), "reward": name, "answer": r.get("answer"),
+                                     "completion": r.get("completion", "")[:300]})
     return dict(counts), unjudged
 
 
@@ -78,30 +97,38 @@ def write_report(run_dir: str | Path, output: str | Path | None = None) -> Path:
         raise FileNotFoundError(f"{state_file} not found: is {run_dir} the output_dir of an `rl-reason train` run?")
     history = [h for h in json.loads(state_file.read_text())["log_history"] if "step" in h]
     output = Path(output) if output else run_dir / "report.html"
-    counts, unjudged = _trace_summary(run_dir / "traces")
+    traces_dir = traces_location(run_dir)
+    counts, unjudged = _trace_summary(traces_dir)
+    curves = reward_curves(history, reward_roles(traces_dir) if traces_dir.is_dir() else {})
     figures = []
     for title, keys in PLOTS:
-        png = _png(title, history, keys)
+        labels = curves if title == REWARD_PLOT else None
+        png = _png(title, history, keys + list(labels or ()), labels)
         if png:
-            figures.append(f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{png}"><figcaption>{html.escape(title)}</figcaption></figure>')
+            name = html.escape(title)
+            figures.append(f'<figure><img alt="{name}" src="data:image/png;base64,{png}">'
+                           f'<figcaption>{name}</figcaption></figure>')
     # TRL's end-of-training summary entry has a step but no metrics: report the last logged step.
     steps = [h for h in history if "reward" in h]
     last = steps[-1] if steps else {}
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in sorted(counts.items()))
     failed = "".join(
-        f"<tr><td>{u['step']}</td><td>{html.escape(str(u['reward']))}</td><td>{html.escape(str(u['answer']))}</td><td><pre>{html.escape(u['completion'])}</pre></td></tr>"
+        f"<tr><td>{u['step']}</td><td>{html.escape(str(u['reward']))}</td><td>{html.escape(str(u['answer']))}</td>"
+        f"<td><pre>{html.escape(u['completion'])}</pre></td></tr>"
         for u in unjudged
     ) or "<tr><td colspan=4>none: every completion was judged</td></tr>"
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>rl-reason report: {html.escape(run_dir.name)}</title>
 <style>body{{font-family:sans-serif;max-width:1300px;margin:2em auto}} figure{{display:inline-block;margin:.5em}}
-table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:.2em .5em;vertical-align:top}} pre{{margin:0;white-space:pre-wrap}}</style>
+table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:.2em .5em;vertical-align:top}}
+pre{{margin:0;white-space:pre-wrap}}</style>
 </head><body>
 <h1>GRPO run: {html.escape(str(run_dir))}</h1>
 <p>{len(steps)} logged steps; last step {last.get('step', '-')}; last reward {last.get('reward', '-')}.</p>
 <h2>Curves</h2>
 {''.join(figures) or '<p>No metrics logged yet.</p>'}
 <h2>Traces</h2>
+<p>{html.escape(str(traces_dir))}</p>
 <table><tr><th>count</th><th>value</th></tr>{rows}</table>
 <h2>Completions a verifier could not judge (first 20)</h2>
 <table><tr><th>step</th><th>reward</th><th>reference</th><th>completion</th></tr>{failed}</table>

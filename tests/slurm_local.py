@@ -66,11 +66,13 @@ def local_cluster(root: Path, cpus: int = 1, timeout: float = 60.0):
     conf = root / "slurm.conf"
     conf.write_text(_conf(root, cpus))
     env = {**os.environ, "SLURM_CONF": str(conf)}
-    daemons = [subprocess.Popen(["slurmctld", "-D", "-i", "-f", str(conf)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)]
+    daemons = [subprocess.Popen(["slurmctld", "-D", "-i", "-f", str(conf)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)]
     try:
         time.sleep(1.0)
         for name in ("n1", "n2"):
-            daemons.append(subprocess.Popen(["slurmd", "-D", "-N", name, "-f", str(conf)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
+            daemons.append(subprocess.Popen(["slurmd", "-D", "-N", name, "-f", str(conf)], env=env,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
         deadline = time.monotonic() + timeout
         while True:
             out = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %t"], capture_output=True, text=True, env=env).stdout

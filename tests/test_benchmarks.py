@@ -13,7 +13,8 @@ BENCH = ROOT / "benchmarks" / "sandbox.py"
 
 
 def _run(*args: str) -> str:
-    p = subprocess.run([sys.executable, str(BENCH), *args], check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    p = subprocess.run([sys.executable, str(BENCH), *args], check=False, cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     return p.stdout
 

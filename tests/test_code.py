@@ -1,4 +1,4 @@
-"""rewards.code: correctness of judging (notes/code_sandbox.md §10, 38–50), the test formats, the
+"""rewards.code: correctness of judging, the test formats, the
 assert protocol, HumanEval canonical solutions, C++, and the TRL reward."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from rewards import code
+from rewards.registry import func_name
 
 HUMANEVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneval" / "HumanEval.jsonl.gz"
 
@@ -105,7 +106,7 @@ def test_raw_writes_and_bad_bytes():
 
 
 def test_random_reseeded_per_run():
-    """Forks of one server share its generator state unless the harness reseeds (§10 item 47)."""
+    """Forks of one server share its generator state unless the harness reseeds."""
     pool = code._get_pool()
     req = {"lang": "python", "mode": "stdio", "source": "import random\nprint(random.getrandbits(64))",
            "limits": code._limits({})}
@@ -115,7 +116,8 @@ def test_random_reseeded_per_run():
 
 def test_output_then_crash_is_re():
     assert stdio("print(1)\nimport sys\nsys.exit(1)", [("", "1")]).verdicts == ["RE"]
-    assert stdio("import ctypes, sys\nprint(1)\nsys.stdout.flush()\nctypes.string_at(0)", [("", "1")]).verdicts == ["RE"]
+    crash = "import ctypes, sys\nprint(1)\nsys.stdout.flush()\nctypes.string_at(0)"
+    assert stdio(crash, [("", "1")]).verdicts == ["RE"]
 
 
 def test_compile_error_is_ce():
@@ -155,10 +157,13 @@ def test_functional_and_class_solution_fresh_instance():
 
 def test_always_equal_and_harness_monkeypatching_fail():
     always = "class E:\n    def __eq__(self, o): return True\n    __hash__ = object.__hash__\ndef f():\n    return E()"
-    assert code.run_tests(always, {"type": "functional", "fn_name": "f", "cases": [{"args": [], "expected": 5}]}).verdicts == ["RE"]
+    def expecting(value):
+        return {"type": "functional", "fn_name": "f", "cases": [{"args": [], "expected": value}]}
+
+    assert code.run_tests(always, expecting(5)).verdicts == ["RE"]
     subclass = "class I(int):\n    def __eq__(self, o): return True\ndef f():\n    return I(3)"  # travels as int 3
-    assert code.run_tests(subclass, {"type": "functional", "fn_name": "f", "cases": [{"args": [], "expected": 5}]}).verdicts == ["WA"]
-    assert code.run_tests(subclass, {"type": "functional", "fn_name": "f", "cases": [{"args": [], "expected": 3}]}).verdicts == ["AC"]
+    assert code.run_tests(subclass, expecting(5)).verdicts == ["WA"]
+    assert code.run_tests(subclass, expecting(3)).verdicts == ["AC"]
     patch = """
     import json, builtins, unittest
     json.dumps = lambda *a, **k: '5'
@@ -255,13 +260,14 @@ def test_code_reward_signature_and_modes():
     assert code.code_reward.__name__ == "code_reward"
     tests = {"type": "stdio", "cases": [{"input": "2", "output": "4"}, {"input": "3", "output": "9"}]}
     half = "```python\nn = int(input())\nprint(4 if n == 2 else 0)\n```"
-    full = [{"role": "assistant", "content": "Reasoning...\n```python\nprint(0)\n```\nFinal:\n```python\nn=int(input())\nprint(n*n)\n```"}]
+    full = [{"role": "assistant",
+             "content": "Reasoning...\n```python\nprint(0)\n```\nFinal:\n```python\nn=int(input())\nprint(n*n)\n```"}]
     out = code.code_reward(["p"] * 4, [half, full, "no code here", "whatever"],
                            tests=[tests, json.dumps(tests), tests, None],
                            trainer_state=None, completion_ids=[[1]] * 4, other_column=[1, 2, 3, 4])
     assert out == [0.5, 1.0, 0.0, None]
     strict = code.make_code_reward(all_or_nothing=True)
-    assert strict.__name__ == "code_reward"
+    assert func_name(strict) == "code_reward"  # what TRL logs it under
     logged = {}
     assert strict(["p"], [half], tests=[tests], log_metric=lambda k, v: logged.__setitem__(k, v)) == [0.0]
     assert logged == {"code/WA": 1}

@@ -35,7 +35,9 @@ def test_every_shipped_recipe_validates(tmp_path):
 
 
 def test_trl_keys_sections_and_weights(tmp_path):
-    path = write(tmp_path, base(tmp_path, learning_rate=3e-4, num_generations=4, rewards=[{"name": "math", "weight": 2.0}, {"name": "format", "weight": 0.5}], model={"size": "student"}))
+    rewards = [{"name": "math", "weight": 2.0}, {"name": "format", "weight": 0.5}]
+    path = write(tmp_path, base(tmp_path, learning_rate=3e-4, num_generations=4, rewards=rewards,
+                                model={"size": "student"}))
     recipe = load_train_recipe(path)
     assert recipe.args.learning_rate == 3e-4 and recipe.args.num_generations == 4
     assert recipe.args.reward_weights == [2.0, 0.5]
@@ -44,7 +46,8 @@ def test_trl_keys_sections_and_weights(tmp_path):
 
 def test_overrides_reach_trl_keys_sections_and_rewards(tmp_path):
     path = write(tmp_path, base(tmp_path, rewards=[{"name": "math"}]))
-    recipe = load_train_recipe(path, ["learning_rate=1e-5", "model.size=student", "data.num_train=10", "rewards.math.weight=0.25", "rewards.format.weight=0.1"])
+    recipe = load_train_recipe(path, ["learning_rate=1e-5", "model.size=student", "data.num_train=10",
+                                      "rewards.math.weight=0.25", "rewards.format.weight=0.1"])
     assert recipe.args.learning_rate == 1e-5
     assert recipe.model.size == "student" and recipe.data.num_train == 10
     assert [(r.name, r.weight) for r in recipe.rewards] == [("math", 0.25), ("format", 0.1)]
@@ -88,7 +91,8 @@ def run_cli(*args):
 
 
 def run_cli_process(*args):
-    return subprocess.run([sys.executable, "-m", "rl_reason.cli", *map(str, args)], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "rl_reason.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
 
 
 def test_cli_help_for_every_command():
@@ -113,7 +117,7 @@ def test_cli_help_for_every_command():
 def test_cli_errors_exit_2_with_one_line(tmp_path, setup, expected):
     proc = run_cli(*setup(tmp_path))
     assert proc.returncode == 2, proc.stderr
-    lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and expected in lines[0], proc.stderr
     assert not (tmp_path / "out").exists(), "nothing may be written for a bad recipe"
 

@@ -25,7 +25,8 @@ def test_two_process_deepspeed(tmp_path, recipe, stage):
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [ACCELERATE, "launch", "--config_file", str(REPO / "configs" / "accelerate" / f"{stage}.yaml"),
-         "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--main_process_port", "29533" if stage == "zero2" else "29534",
+         "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+         "--main_process_port", "29533" if stage == "zero2" else "29534",
          "-m", "rl_reason.cli", "train", str(recipe)],
         capture_output=True, text=True, timeout=600, env=env, cwd=REPO,
     )

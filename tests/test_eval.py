@@ -24,9 +24,9 @@ def test_pass_at_k_needs_k_samples():
         pass_at_k(2, 1, 3)
 
 
-@pytest.mark.parametrize("answer,kind", [("42", "integer"), ("-1,000", "integer"), ("3.5", "decimal"), ("1/2", "fraction"),
-                                         ("\\frac{1}{2}", "fraction"), ("x^2+1", "expression"), ("\\sqrt{2}", "expression"),
-                                         ("Paris", "text")])
+@pytest.mark.parametrize("answer,kind", [("42", "integer"), ("-1,000", "integer"), ("3.5", "decimal"),
+                                         ("1/2", "fraction"), ("\\frac{1}{2}", "fraction"), ("x^2+1", "expression"),
+                                         ("\\sqrt{2}", "expression"), ("Paris", "text")])
 def test_answer_types(answer, kind):
     assert answer_type(answer) == kind
 

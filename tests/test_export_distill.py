@@ -13,7 +13,8 @@ PROMPT_B = [{"role": "system", "content": "sys"}, {"role": "user", "content": "3
 
 def rec(prompt, completion, reward, correct=None, **kw):
     rewards = {"accuracy_reward": correct if correct is not None else (1.0 if (reward or 0) >= 1 else 0.0)}
-    return {"prompt": prompt, "completion": completion, "reward": reward, "rewards": rewards, "mode": "train", "truncated": False, **kw}
+    return {"prompt": prompt, "completion": completion, "reward": reward, "rewards": rewards, "mode": "train",
+            "truncated": False, **kw}
 
 
 def write_traces(tmp_path, records):
@@ -37,7 +38,8 @@ RECORDS = [
 
 def test_select_all_and_best():
     kept = select_records(RECORDS, min_reward=1.0, select="all")
-    assert [r["completion"] for r in kept] == ["<think>long long</think>\\boxed{3}", "<think>short</think>\\boxed{3}", "<think>y</think>\\boxed{7}"]
+    assert [r["completion"] for r in kept] == ["<think>long long</think>\\boxed{3}", "<think>short</think>\\boxed{3}",
+                                               "<think>y</think>\\boxed{7}"]
     best = select_records(RECORDS, min_reward=1.0, select="best")
     assert [r["completion"] for r in best] == ["<think>short</think>\\boxed{3}", "<think>y</think>\\boxed{7}"]
     assert select_records(RECORDS, min_reward=0.0, select="all", include_eval=True)[-1]["mode"] == "eval"
@@ -62,12 +64,14 @@ def test_export_writes_messages_dataset_and_jsonl(tmp_path):
 def test_distill_a_student_with_sft(tmp_path, student_model_dir):
     from rl_reason.distill import distill, load_distill_recipe
 
-    records = [rec(PROMPT_A, "<think>\n2+1+0=3\n</think>\n\\boxed{3}", 1.0), rec(PROMPT_B, "<think>\n4+3+0=7\n</think>\n\\boxed{7}", 1.0)]
+    records = [rec(PROMPT_A, "<think>\n2+1+0=3\n</think>\n\\boxed{3}", 1.0),
+               rec(PROMPT_B, "<think>\n4+3+0=7\n</think>\n\\boxed{7}", 1.0)]
     export(write_traces(tmp_path, records), tmp_path / "export")
     recipe = load_distill_recipe(
         None,
-        [f"output_dir={tmp_path / 'student'}", f"model.name_or_path={student_model_dir}", f"data.source={tmp_path / 'export'}",
-         "max_steps=3", "per_device_train_batch_size=2", "learning_rate=1e-2", "report_to=none", "save_strategy=no", "logging_steps=1"],
+        [f"output_dir={tmp_path / 'student'}", f"model.name_or_path={student_model_dir}",
+         f"data.source={tmp_path / 'export'}", "max_steps=3", "per_device_train_batch_size=2", "learning_rate=1e-2",
+         "report_to=none", "save_strategy=no", "logging_steps=1"],
     )
     assert recipe.args.assistant_only_loss
     out = distill(recipe)

@@ -25,7 +25,8 @@ def prompt(q):
 def rec(q, completion, correct=True, reward=None, **kw):
     return {
         "prompt": prompt(q), "completion": completion, "mode": "train", "truncated": False,
-        "rewards": {"accuracy_reward": 1.0 if correct else 0.0}, "reward": reward if reward is not None else (1.1 if correct else 0.1),
+        "rewards": {"accuracy_reward": 1.0 if correct else 0.0},
+        "reward": reward if reward is not None else (1.1 if correct else 0.1),
         "completion_tokens": len(completion.split()), **kw,
     }
 
@@ -38,18 +39,48 @@ def texts(records):
     return [r["completion"] for r in records]
 
 
-def run(records, **kw):
+def run(records, reward_roles=None, **kw):
     stats = ExportStats()
-    kept = select_records(records, stats=stats, options=ExportOptions(**kw))
+    kept = select_records(records, stats=stats, options=ExportOptions(**kw), reward_roles=reward_roles)
     return kept, stats
 
 
 def test_min_reward_and_correct_only():
-    records = [rec("q", ok("a"), reward=2.0, correct=False), rec("q", ok("b"), reward=1.0), rec("q", ok("c"), reward=0.5)]
+    records = [rec("q", ok("a"), reward=2.0, correct=False), rec("q", ok("b"), reward=1.0),
+               rec("q", ok("c"), reward=0.5)]
     kept, stats = run(records, min_reward=1.0)
     assert texts(kept) == [ok("a"), ok("b")] and stats.removed["below_min_reward"] == 1
     kept, stats = run(records, min_reward=None, correct_only=True)
     assert texts(kept) == [ok("b"), ok("c")] and stats.removed["not_verified_correct"] == 1
+
+
+def test_correctness_comes_from_the_rewards_with_the_verifier_role():
+    def scored(text, **rewards):
+        return {**rec("q", ok(text)), "rewards": rewards, "reward": 0.5}
+
+    records = [scored("a", my_check=1.0), scored("b", my_check=0.0), scored("c", my_check=1.0, accuracy_reward=None),
+               scored("d", accuracy_reward=1.0, my_check=0.0)]
+    # The run recorded its own module:function reward as a verifier: it decides with the built-in one;
+    # a verifier that did not score a record (None) leaves the verdict to the others.
+    kept, stats = run(records, min_reward=None, correct_only=True, reward_roles={"my_check": "verifier"})
+    assert texts(kept) == [ok("a"), ok("c")] and stats.removed["not_verified_correct"] == 2
+    # Traces from before roles were recorded: only the built-in verifiers are known.
+    assert texts(run(records, min_reward=None, correct_only=True)[0]) == [ok("d")]
+    assert texts(run(records, min_reward=None, correct_only=True, reward_roles={"my_check": "shaping"})[0]) == [ok("d")]
+
+
+def test_an_answer_no_verifier_could_judge_is_not_correct_whatever_its_reward():
+    from rl_reason.export.filters import Verifiers
+
+    verifiers = Verifiers()
+    unjudged = {"rewards": {"accuracy_reward": None, "think_format_reward": 1.0}, "reward": 5.0}
+    assert verifiers.verdict(unjudged) is False and verifiers.is_correct(unjudged, min_reward=1.0) is False
+    # A math+code mix: each row is judged by the verifier its columns feed, the other says None.
+    assert verifiers.verdict({"rewards": {"accuracy_reward": 1.0, "code_reward": None}}) is True
+    assert verifiers.verdict({"rewards": {"accuracy_reward": None, "code_reward": 0.5}}) is False
+    # No verifier among the rewards: the weighted reward decides.
+    no_verifier = {"rewards": {"think_format_reward": 1.0}, "reward": 1.0}
+    assert verifiers.verdict(no_verifier) is None and verifiers.is_correct(no_verifier) is True
 
 
 def test_truncated_eval_mode_and_exact_duplicates():
@@ -72,7 +103,8 @@ def test_format_check_requires_think_and_one_answer():
 
 
 def test_length_bounds_use_completion_tokens():
-    records = [rec("q", ok("a"), completion_tokens=5), rec("q", ok("b"), completion_tokens=50), rec("q", ok("c"), completion_tokens=500)]
+    records = [rec("q", ok("a"), completion_tokens=5), rec("q", ok("b"), completion_tokens=50),
+               rec("q", ok("c"), completion_tokens=500)]
     kept, stats = run(records, min_tokens=10, max_tokens=100)
     assert texts(kept) == [ok("b")] and stats.removed["too_short"] == 1 and stats.removed["too_long"] == 1
     with pytest.raises(ExportError):
@@ -81,7 +113,8 @@ def test_length_bounds_use_completion_tokens():
 
 def test_pass_rate_band_uses_every_sample_of_the_prompt():
     easy = [rec("easy", ok(str(i))) for i in range(4)]  # 4/4
-    mid = [rec("mid", ok("m1")), rec("mid", ok("m2")), rec("mid", ok("w"), correct=False), rec("mid", ok("w2"), correct=False)]  # 2/4
+    mid = [rec("mid", ok("m1")), rec("mid", ok("m2")), rec("mid", ok("w"), correct=False),
+           rec("mid", ok("w2"), correct=False)]  # 2/4
     hard = [rec("hard", ok("h")), *[rec("hard", ok(f"x{i}"), correct=False) for i in range(7)]]  # 1/8
     kept, stats = run(easy + mid + hard, min_reward=None, correct_only=True, min_pass_rate=0.2, max_pass_rate=0.9)
     assert {problem_text(r["prompt"]) for r in kept} == {"mid"}
@@ -92,7 +125,8 @@ def test_pass_rate_band_uses_every_sample_of_the_prompt():
 
 def test_select_policies():
     records = [rec("q", ok("medium length reasoning"), reward=1.2), rec("q", ok("short"), reward=1.0),
-               rec("q", ok("the longest reasoning of all here"), reward=1.5), rec("q", ok("medium length reasonings"), reward=1.1)]
+               rec("q", ok("the longest reasoning of all here"), reward=1.5),
+               rec("q", ok("medium length reasonings"), reward=1.1)]
     assert texts(run(records, select="best")[0]) == [ok("the longest reasoning of all here")]
     assert texts(run(records, select="shortest")[0]) == [ok("short")]
     assert texts(run(records, select="first", k=2)[0]) == texts(records[:2])
@@ -107,7 +141,8 @@ def test_select_policies():
 
 
 def test_select_indices_and_most_diverse_directly():
-    cands = [{"reward": 1.0, "length": 3, "text": "aaaa"}, {"reward": 1.0, "length": 2, "text": "aaab"}, {"reward": 1.0, "length": 9, "text": "zzzz"}]
+    cands = [{"reward": 1.0, "length": 3, "text": "aaaa"}, {"reward": 1.0, "length": 2, "text": "aaab"},
+             {"reward": 1.0, "length": 9, "text": "zzzz"}]
     assert select_indices(cands, "shortest") == [1]
     assert select_indices(cands, "best") == [1]  # tie on reward: shorter wins
     assert most_diverse([c["text"] for c in cands], 2, start=1) == [1, 2]
@@ -133,7 +168,8 @@ def test_word_ngram_decontamination(tmp_path):
     evalset = tmp_path / "eval.jsonl"
     evalset.write_text(json.dumps({"problem": leaked}) + "\n" + json.dumps({"problem": "What is 7+8?"}) + "\n")
     records = [
-        rec("Please FIND the number of ordered pairs of integers, such that both are positive.", ok("a")),  # shares an 8-gram
+        # shares an 8-gram
+        rec("Please FIND the number of ordered pairs of integers, such that both are positive.", ok("a")),
         rec("What is 7 + 8?", ok("b")),  # short: same words after normalisation
         rec("Find the number of ordered pairs of reals", ok("c")),  # only 7 shared words
     ]

@@ -9,8 +9,10 @@ from datasets import load_dataset
 
 from rl_reason.traces.compact import compact
 from rl_reason.traces.parquet import read_parquet_shard, record_to_row, row_to_record
-from rl_reason.export.pipeline import ExportError, ExportOptions, export, push_to_hub
+from rl_reason.export.pipeline import ExportError, ExportOptions, export
+from rl_reason.export.publish import push_to_hub
 from rl_reason.traces.reader import TraceSource
+from rl_reason.traces.schema import write_run_info
 from rl_reason.traces.writer import TraceWriter
 
 SYS = {"role": "system", "content": "sys"}
@@ -18,7 +20,8 @@ SYS = {"role": "system", "content": "sys"}
 
 def rec(q, completion, correct, step=0, **kw):
     return {"step": step, "mode": "train", "group": f"{step}-0-{q}", "prompt": [SYS, {"role": "user", "content": q}],
-            "completion": completion, "answer": "3", "rewards": {"accuracy_reward": float(correct), "think_format_reward": 1.0},
+            "completion": completion, "answer": "3",
+            "rewards": {"accuracy_reward": float(correct), "think_format_reward": 1.0},
             "reward": float(correct) + 0.1, "advantage": 0.5, "completion_tokens": len(completion), "truncated": False,
             "id": f"id-{q}", "source": "unit", **kw}
 
@@ -29,7 +32,8 @@ def make_run(directory, n_prompts=6, ranks=2):
             for p in range(rank, n_prompts, ranks):
                 for g in range(4):
                     correct = g < (p % 4) + 1  # pass rates 1/4 .. 4/4
-                    w.add(rec(f"{p}+{p}", f"<think>\nwork {p} {g}\n</think>\n\\boxed{{{2 * p if correct else 0}}}", correct))
+                    answer = 2 * p if correct else 0
+                    w.add(rec(f"{p}+{p}", f"<think>\nwork {p} {g}\n</think>\n\\boxed{{{answer}}}", correct))
     return directory
 
 
@@ -39,27 +43,61 @@ def run_dir(tmp_path):
 
 
 def test_parquet_views_and_card(tmp_path, run_dir):
-    (run_dir / "run.json").write_text(json.dumps({"git_sha": "abc123", "model": "tiny"}))  # not a shard: goes to the card
+    # not a shard: goes to the card
+    (run_dir / "run.json").write_text(json.dumps({"git_sha": "abc123", "model": "tiny"}))
     opts = ExportOptions(min_reward=None, correct_only=True, check_format=True)
     stats = export(run_dir, tmp_path / "out", options=opts, fmt="parquet")
     out = tmp_path / "out"
     assert stats.read == 24 and stats.kept == sum((p % 4) + 1 for p in range(6)) and stats.prompts == 6
-    msgs = load_dataset(str(out), "messages", split="train")
-    probs = load_dataset(str(out), "problems", split="train")
+    # datasets caches a local directory by its name and config, whatever its files: a fresh cache
+    msgs = load_dataset(str(out), "messages", split="train", cache_dir=str(tmp_path / "hf"))
+    probs = load_dataset(str(out), "problems", split="train", cache_dir=str(tmp_path / "hf"))
     assert len(msgs) == stats.kept and len(probs) == 6
     row = probs[0]
     assert len(row["generations"]) == len(row["correctness"]) == len(row["finish_reasons"]) == 4
     assert row["correctness_count"] == sum(row["correctness"]) and row["pass_rate"] == row["correctness_count"] / 4
+    assert row["num_generations"] == row["num_samples"] == 4 and row["generations_pass_rate"] == row["pass_rate"]
     assert row["selected"] == row["correctness"] and row["messages"][-1]["role"] == "assistant"
     card = (out / "README.md").read_text()
     assert "config_name: problems" in card and "run-A" in card and "| `not_verified_correct` |" in card
     assert f"traces exported: {stats.kept}" in card and "```" in card and '"git_sha": "abc123"' in card
 
 
+def test_problem_rows_count_kept_generations_apart_from_every_sample(tmp_path):
+    good, wrong = "<think>\nwork\n</think>\n\\boxed{6}", "<think>\nwork\n</think>\n\\boxed{0}"
+    with TraceWriter(tmp_path / "traces", run_id="run-B") as w:
+        samples = [(good, True, {}), (good, True, {}), ("<think>\ncut", True, {"truncated": True}), (wrong, False, {})]
+        for completion, correct, extra in samples:
+            w.add(rec("3+3", completion, correct, **extra))
+        w.add(rec("9+9", good, True, mode="eval"))  # a prompt seen only in evaluation
+    export(tmp_path / "traces", tmp_path / "out", options=ExportOptions(min_reward=None))
+    (row,) = [json.loads(line) for line in (tmp_path / "out" / "data" / "problems.jsonl").read_text().splitlines()]
+    # every sample: 3 of 4 correct; the generations that passed the filters (no duplicate, no truncated): 1 of 2
+    assert row["num_samples"] == 4 and row["pass_rate"] == 0.75
+    assert row["generations"] == [good, wrong] and row["correctness"] == [True, False]
+    assert row["num_generations"] == 2 and row["correctness_count"] == 1 and row["generations_pass_rate"] == 0.5
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "prompts seen: 1 (and 1 only in evaluation samples, which --include-eval exports); prompts exported" in card
+    stats = json.loads((tmp_path / "out" / "export_stats.json").read_text())
+    assert stats["prompts_seen"] == 1 and not (tmp_path / "out" / "dataset" / "export_stats.json").exists()
+
+
+def test_export_judges_by_the_roles_the_run_recorded(tmp_path):
+    with TraceWriter(tmp_path / "traces", run_id="run-C") as w:
+        for q, value in [("1+1", 1.0), ("2+2", 0.0)]:
+            w.add({**rec(q, "<think>\nx\n</think>\n\\boxed{2}", True), "rewards": {"my_check": value}, "reward": 0.0})
+    write_run_info(tmp_path / "traces", {"run_id": "run-C", "reward_roles": {"my_check": "verifier"}})
+    stats = export(tmp_path / "traces", tmp_path / "out", options=ExportOptions(min_reward=None, correct_only=True))
+    assert stats.kept == 1 and stats.removed == {"not_verified_correct": 1}
+    rows = [json.loads(line) for line in (tmp_path / "out" / "data" / "problems.jsonl").read_text().splitlines()]
+    assert [r["problem"] for r in rows] == ["1+1"] and rows[0]["pass_rate"] == 1.0
+
+
 def test_mixing_human_rows_at_a_ratio(tmp_path, run_dir):
     human = tmp_path / "human.jsonl"
     human.write_text("".join(json.dumps({"question": f"q{i}", "answer": f"a{i} #### {i}"}) + "\n" for i in range(100)))
-    stats = export(run_dir, tmp_path / "out", options=ExportOptions(min_reward=None, correct_only=True), mix=str(human), mix_ratio=0.2)
+    stats = export(run_dir, tmp_path / "out", options=ExportOptions(min_reward=None, correct_only=True), mix=str(human),
+                   mix_ratio=0.2)
     rows = [json.loads(line) for line in (tmp_path / "out" / "data" / "messages.jsonl").read_text().splitlines()]
     human_rows = [r for r in rows if r["origin"] == "human"]
     assert stats.mixed == len(human_rows) == round(stats.kept * 0.2 / 0.8)
@@ -84,7 +122,8 @@ def test_compaction_is_lossless_and_export_reads_parquet(tmp_path, run_dir):
 
 
 def test_compact_rows_keep_odd_fields():
-    record = {"schema": 1, "prompt": "plain text prompt", "completion": "c", "answer": 42, "rewards": {"a": None, "b": 1},
+    record = {"schema": 1, "prompt": "plain text prompt", "completion": "c", "answer": 42,
+              "rewards": {"a": None, "b": 1},
               "completion_ids": [1, 2, 3], "step": None, "new_field": {"x": 1}}
     back = row_to_record(record_to_row(record))
     assert back == {**record, "rewards": {"a": None, "b": 1.0}, "step": None} | {"step": None} or back
@@ -121,7 +160,8 @@ def test_push_to_hub_offline_is_a_clear_error(tmp_path, run_dir, monkeypatch):
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "rl_reason.cli", *map(str, args)], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "rl_reason.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=120)
 
 
 def test_cli_export_compact_and_errors(tmp_path, run_dir):

@@ -19,7 +19,8 @@ def wandb_env(tmp_path, monkeypatch):
     for var, sub in [("WANDB_DATA_DIR", "wb-data"), ("WANDB_CONFIG_DIR", "wb-config"), ("WANDB_CACHE_DIR", "wb-cache")]:
         monkeypatch.setenv(var, str(tmp_path / sub))
     # rl_reason.train.run.setup_wandb setdefaults these for the whole process; a run of its own must not inherit them.
-    for var in ["WANDB_DIR", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_GROUP", "WANDB_TAGS", "WANDB_RUN_ID", "WANDB_RESUME", "WANDB_JOB_TYPE"]:
+    for var in ["WANDB_DIR", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_GROUP", "WANDB_TAGS", "WANDB_RUN_ID",
+                "WANDB_RESUME", "WANDB_JOB_TYPE"]:
         monkeypatch.delenv(var, raising=False)
     yield monkeypatch
     import wandb
@@ -72,7 +73,8 @@ def check_artifact(records, output, name, source_run_id):
     assert meta["trace_run_ids"] == {"run-A": 24} and meta["trace_run_metadata"]["git_sha"] == "abc123"
     assert meta["export_args"]["select"] == "shortest" and meta["export_args"]["format"] == "parquet"
     paths = {c.path for c in artifact.manifest.contents}
-    assert {"README.md", "export_stats.json", "data/messages.parquet", "data/problems.parquet", "dataset/dataset_info.json"} <= paths
+    assert {"README.md", "export_stats.json", "data/messages.parquet", "data/problems.parquet",
+            "dataset/dataset_info.json"} <= paths
     return meta
 
 
@@ -81,17 +83,20 @@ def test_lineage_logs_the_dataset_onto_the_training_run(tmp_path, run_dir, wandb
     import wandb
 
     # The training run's own offline directory, where train.py puts it (WANDB_DIR defaults to OUTPUT_DIR).
-    train = wandb.init(id=SOURCE["id"], project=SOURCE["project"], group=SOURCE["group"], dir=str(run_dir), mode="offline",
-                       job_type="train", config={"lr": 0.1}, settings=wandb.Settings(silent=True, console="off"))
+    train = wandb.init(id=SOURCE["id"], project=SOURCE["project"], group=SOURCE["group"], dir=str(run_dir),
+                       mode="offline", job_type="train", config={"lr": 0.1},
+                       settings=wandb.Settings(silent=True, console="off"))
     train.finish()
     wandb.teardown()
 
-    result = export(run_dir / "traces", "-o", tmp_path / "out", "--select", "shortest", "--format", "parquet", "--wandb")
+    result = export(run_dir / "traces", "-o", tmp_path / "out", "--select", "shortest", "--format", "parquet",
+                    "--wandb")
     assert result.exit_code == 0, result.output
     runs = sorted((run_dir / "wandb").glob("offline-run-*-train123"))
     assert len(runs) == 2  # the training run, then its resumed offline segment
     assert f"wandb sync {runs[0]} {runs[1]}" in result.stdout  # uploaded in that order
-    assert "artifact out-train123:latest (dataset) logged by training run rl-reason-test/train123 (offline)" in result.stdout
+    logged = "artifact out-train123:latest (dataset) logged by training run rl-reason-test/train123 (offline)"
+    assert logged in result.stdout
 
     records = read_run(runs[1])
     (run,) = records["run"]
@@ -105,8 +110,8 @@ def test_lineage_logs_the_dataset_onto_the_training_run(tmp_path, run_dir, wandb
 def test_export_run_beside_the_training_run(tmp_path, run_dir, wandb_env):
     """--no-wandb-lineage: a job_type=export run in the training run's project and group; one shard as input."""
     wandb_env.setenv("WANDB_DIR", str(tmp_path))
-    result = export(run_dir / "traces" / "rank-00000.jsonl", "-o", tmp_path / "out", "--select", "shortest", "--format", "parquet",
-                    "--no-min-reward", "--wandb", "--no-wandb-lineage")
+    result = export(run_dir / "traces" / "rank-00000.jsonl", "-o", tmp_path / "out", "--select", "shortest",
+                    "--format", "parquet", "--no-min-reward", "--wandb", "--no-wandb-lineage")
     assert result.exit_code == 0, result.output
     (run_path,) = (tmp_path / "wandb").glob("offline-run-*")
     records = read_run(run_path)
@@ -118,7 +123,8 @@ def test_export_run_beside_the_training_run(tmp_path, run_dir, wandb_env):
     (artifact,) = records["artifact"]
     assert artifact.run_id == run.run_id
     meta = json.loads(artifact.metadata)
-    assert meta["source_run_id"] == "train123" and meta["read"] == 12 and meta["source_traces"].endswith("rank-00000.jsonl")
+    assert meta["source_run_id"] == "train123" and meta["read"] == 12
+    assert meta["source_traces"].endswith("rank-00000.jsonl")
     assert f"logged by export run rl-reason-test/{run.run_id} (offline)" in result.stdout
 
 
@@ -152,7 +158,8 @@ def test_wandb_failure_keeps_the_export(tmp_path, run_dir, wandb_env):
     wandb_env.setattr(wandb, "init", unreachable)
     result = export(run_dir / "traces", "-o", tmp_path / "out", "--wandb")
     assert result.exit_code == 2
-    assert result.stderr.startswith("error: W&B logging failed (CommError: Failed to get resume status") and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: W&B logging failed (CommError: Failed to get resume status")
+    assert result.stderr.count("\n") == 1
     assert f"the export is intact in {tmp_path / 'out'}" in result.stderr
     assert "kept 13 from 6 prompts" in result.stdout
     assert (tmp_path / "out" / "README.md").exists() and (tmp_path / "out" / "data" / "messages.jsonl").exists()

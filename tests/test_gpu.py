@@ -85,7 +85,8 @@ def test_grpo_with_vllm_colocate(tmp_path, tiny_model_dir, write_recipe):
 
     path = write_recipe(
         tmp_path / "recipe.yaml", tiny_model_dir, tmp_path / "run", use_vllm=True, vllm_mode="colocate",
-        vllm_gpu_memory_utilization=0.2, per_device_train_batch_size=8, max_completion_length=16, max_steps=2, bf16=True,
+        vllm_gpu_memory_utilization=0.2, per_device_train_batch_size=8, max_completion_length=16, max_steps=2,
+        bf16=True,
     )
     result = train(load_train_recipe(path))
     assert result.global_step == 2

@@ -25,7 +25,7 @@ def test_single_node():
     (cmd,) = all_commands(LaunchPlan(recipe="r.yaml", processes_per_machine=4)).values()
     assert cmd[:2] == ["accelerate", "launch"]
     assert cmd[cmd.index("--num_processes") + 1] == "4"
-    assert cmd[cmd.index("--config_file") + 1].endswith("configs/accelerate/zero2.yaml")
+    assert cmd[cmd.index("--config_file") + 1].endswith("rl_reason/accelerate/zero2.yaml")
     assert cmd[-3:] == ["rl_reason.cli", "train", "r.yaml"]
     assert "--rdzv_backend" not in cmd
 
@@ -43,7 +43,8 @@ def test_multi_node_ranks_and_world_size():
 
 @pytest.mark.parametrize(
     "nodelist, hosts",
-    [("n1", ["n1"]), ("n[1-3]", ["n1", "n2", "n3"]), ("gpu[08-10,12],cpu1", ["gpu08", "gpu09", "gpu10", "gpu12", "cpu1"])],
+    [("n1", ["n1"]), ("n[1-3]", ["n1", "n2", "n3"]),
+     ("gpu[08-10,12],cpu1", ["gpu08", "gpu09", "gpu10", "gpu12", "cpu1"])],
 )
 def test_expand_nodelist(nodelist, hosts):
     assert expand_nodelist(nodelist) == hosts
@@ -58,12 +59,41 @@ def test_slurm_allocation_with_a_vllm_node():
     assert plan.main_process_ip.count(".") == 3  # resolved to an address
     commands = all_commands(plan)
     assert commands["n3"][:4] == ["VLLM_SERVER_DEV_MODE=1", "vllm", "serve", "m"]
-    assert {"vllm_server_host=n3", "vllm_mode=server", "vllm_server_port=8001", "vllm_group_port=51300"} <= set(commands["n2"])
+    assert {"vllm_server_host=n3", "vllm_mode=server", "vllm_server_port=8001",
+            "vllm_group_port=51300"} <= set(commands["n2"])
 
 
 def test_unknown_accelerate_config():
     with pytest.raises(LaunchError, match="zero2"):
         resolve_accelerate_config("zero9")
+
+
+def test_a_wheel_ships_every_accelerate_config_launch_names(tmp_path):
+    """A wheel install has no repository root: the configs `launch` resolves by name live in the package,
+    and configs/accelerate (what the docs and scripts name) is the same directory."""
+    import zipfile
+
+    import rl_reason
+    from rl_reason.launch import ACCELERATE_CONFIGS
+
+    assert ACCELERATE_CONFIGS.is_relative_to(Path(rl_reason.__file__).resolve().parent)
+    assert (REPO / "configs" / "accelerate").resolve() == ACCELERATE_CONFIGS
+    import shutil
+
+    src = tmp_path / "src"  # built from a copy: an in-tree build leaves build/ in the repository
+    for name in ("rl_reason", "rewards"):
+        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(src),
+                    "-w", str(tmp_path / "dist")], check=True, capture_output=True, timeout=300)
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    configs = sorted(ACCELERATE_CONFIGS.glob("*.yaml"))
+    assert {p.stem for p in configs} >= {"zero2", "zero3", "multi_gpu"}
+    for config in configs:
+        assert f"rl_reason/accelerate/{config.name}" in names
+        assert resolve_accelerate_config(config.stem) == config
 
 
 def test_cli_dry_run_prints_every_node():
@@ -93,7 +123,8 @@ def test_readme_server_example_plans_the_vllm_node_as_trl_expects():
     from rl_reason.train.run import load_train_recipe
 
     argv = ["launch", "configs/grpo_7b_server.yaml", "--num-machines", "4", "--processes-per-machine", "8", "--dry-run"]
-    proc = subprocess.run([sys.executable, "-m", "rl_reason.cli", *argv], capture_output=True, text=True, timeout=120, cwd=REPO)
+    proc = subprocess.run([sys.executable, "-m", "rl_reason.cli", *argv], capture_output=True, text=True, timeout=120,
+                          cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     # No addresses given: placeholders, said on stderr, never a silent 127.0.0.1 or 0.0.0.0.
     assert "placeholder" in proc.stderr and "127.0.0.1" not in proc.stdout
@@ -105,8 +136,10 @@ def test_readme_server_example_plans_the_vllm_node_as_trl_expects():
     trl_cmd = build_command(ScriptArguments(model="Qwen/Qwen2.5-7B", host="0.0.0.0", port=8000))
     assert server[2:] == trl_cmd[trl_cmd.index("serve"):]
     flags = dict(zip(server[4::2], server[5::2]))
-    assert flags["--weight-transfer-config"] == '{"backend": "nccl"}' and flags["--logprobs-mode"] == "processed_logprobs"
-    assert flags["--max-logprobs"] == "-1" and flags["--tensor-parallel-size"] == "1" and flags["--data-parallel-size"] == "1"
+    assert (flags["--weight-transfer-config"] == '{"backend": "nccl"}'
+            and flags["--logprobs-mode"] == "processed_logprobs")
+    assert (flags["--max-logprobs"] == "-1" and flags["--tensor-parallel-size"] == "1"
+            and flags["--data-parallel-size"] == "1")
     for rank in range(4):
         cmd = plan[f"node{rank}"]
         assert cmd[cmd.index("--machine_rank") + 1] == str(rank) and cmd[cmd.index("--num_processes") + 1] == "32"
@@ -197,7 +230,8 @@ def server_recipe(tmp_path, write_recipe):
 BAD_LAUNCHES = [
     (lambda t, m, s: [t / "tiny.yaml", "--num-machines", "0"], "--num-machines must be at least 1"),
     (lambda t, m, s: [t / "tiny.yaml", "--num-machines", "0", "--dry-run"], "--num-machines must be at least 1"),
-    (lambda t, m, s: [t / "tiny.yaml", "--processes-per-machine", "0", "--dry-run"], "--processes-per-machine must be at least 1"),
+    (lambda t, m, s: [t / "tiny.yaml", "--processes-per-machine", "0", "--dry-run"],
+     "--processes-per-machine must be at least 1"),
     (lambda t, m, s: [t / "tiny.yaml", "--processes-per-machine", "-2"], "--processes-per-machine must be at least 1"),
     (lambda t, m, s: [t / "missing.yaml"], "config file not found"),
     (lambda t, m, s: [t / "missing.yaml", "--dry-run"], "config file not found"),
@@ -206,16 +240,21 @@ BAD_LAUNCHES = [
     (lambda t, m, s: [t / "tiny.yaml", "--mixed-precision", "fp8"], "--mixed-precision must be"),
     (lambda t, m, s: [t / "tiny.yaml", "--main-process-port", "0"], "--main-process-port"),
     (lambda t, m, s: [t / "tiny.yaml", "--num-machines", "2"], "needs --main-process-ip"),
-    (lambda t, m, s: [t / "tiny.yaml", "--num-machines", "2", "--main-process-ip", "10.0.0.1", "--machine-rank", "2"], "--machine-rank 2 is not in this plan"),
+    (lambda t, m, s: [t / "tiny.yaml", "--num-machines", "2", "--main-process-ip", "10.0.0.1", "--machine-rank", "2"],
+     "--machine-rank 2 is not in this plan"),
     (lambda t, m, s: [t / "tiny.yaml", "--machine-rank", "-1"], "--machine-rank -1 is not in this plan"),
-    (lambda t, m, s: [t / "tiny.yaml", "--model", "Qwen/Qwen2.5-7B", "--dry-run"], "--model configure a vLLM server node"),
+    (lambda t, m, s: [t / "tiny.yaml", "--model", "Qwen/Qwen2.5-7B", "--dry-run"],
+     "--model configure a vLLM server node"),
     (lambda t, m, s: [t / "tiny.yaml", "--vllm-host", "10.0.0.9"], "--vllm-host configure a vLLM server node"),
-    (lambda t, m, s: [t / "tiny.yaml", "--vllm-tensor-parallel-size", "2", "--dry-run"], "configure a vLLM server node"),
+    (lambda t, m, s: [t / "tiny.yaml", "--vllm-tensor-parallel-size", "2", "--dry-run"],
+     "configure a vLLM server node"),
     (lambda t, m, s: [t / "tiny.yaml", "--slurm", "--dry-run"], "SLURM_JOB_NODELIST is not set"),
     (lambda t, m, s: [s(m)], "give its address with --vllm-host"),
     (lambda t, m, s: [s(m), "--num-machines", "2", "--vllm-host", "10.0.0.9"], "needs --main-process-ip"),
-    (lambda t, m, s: [s(m, vllm_server_base_url="http://10.0.0.9:8000"), "--vllm-node", "--dry-run"], "vllm_server_base_url"),
-    (lambda t, m, s: [s(m), "--vllm-host", "127.0.0.1", "--vllm-tensor-parallel-size", "0"], "--vllm-tensor-parallel-size must be"),
+    (lambda t, m, s: [s(m, vllm_server_base_url="http://10.0.0.9:8000"), "--vllm-node", "--dry-run"],
+     "vllm_server_base_url"),
+    (lambda t, m, s: [s(m), "--vllm-host", "127.0.0.1", "--vllm-tensor-parallel-size", "0"],
+     "--vllm-tensor-parallel-size must be"),
     (lambda t, m, s: [s("tiny"), "--dry-run"], "a vLLM node serves a saved model"),
     # This CPU machine has no vLLM: a training node says so before starting anything.
     (lambda t, m, s: [s(m), "--vllm-host", "127.0.0.1"], "use_vllm: vLLM"),
@@ -223,8 +262,8 @@ BAD_LAUNCHES = [
 
 
 @pytest.mark.parametrize("argv, expected", BAD_LAUNCHES)
-def test_bad_launch_input_is_one_line_exit_2_before_any_process(tmp_path, tiny_model_dir, launch_cli, argv, expected, write_recipe,
-                                                                 server_recipe):
+def test_bad_launch_input_is_one_line_exit_2_before_any_process(tmp_path, tiny_model_dir, launch_cli, argv, expected,
+                                                                 write_recipe, server_recipe):
     import torch
 
     if "use_vllm" in expected and torch.cuda.is_available():
@@ -249,7 +288,8 @@ def test_a_held_output_dir_is_refused_before_any_process(tmp_path, tiny_model_di
 
     recipe = write_recipe(tmp_path / "tiny.yaml", tiny_model_dir, tmp_path / "run")
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom rl_reason.train.run_lock import RunLock\n"
-                               f"RunLock({str(tmp_path / 'run')!r}).acquire(); print('held', flush=True); time.sleep(120)"],
+                               f"RunLock({str(tmp_path / 'run')!r}).acquire(); print('held', flush=True); "
+                               "time.sleep(120)"],
                               stdout=subprocess.PIPE, text=True, cwd=REPO)
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -271,7 +311,8 @@ def test_slurm_plan_of_a_server_recipe_takes_the_last_node_for_vllm(tiny_model_d
     assert commands["gpu-c"][:4] == ["VLLM_SERVER_DEV_MODE=1", "vllm", "serve", str(tiny_model_dir)]
     assert commands["gpu-c"][commands["gpu-c"].index("--port") + 1] == "8123"
     for node in ("localhost", "gpu-b"):
-        assert _value(commands[node], "vllm_server_host") == "gpu-c" and _value(commands[node], "vllm_server_port") == "8123"
+        assert (_value(commands[node], "vllm_server_host") == "gpu-c"
+                and _value(commands[node], "vllm_server_port") == "8123")
     with pytest.raises(LaunchError, match="at least 2 nodes"):
         make_plan(recipe, slurm=True, env={"SLURM_JOB_NODELIST": "localhost"})
 

@@ -13,9 +13,11 @@ import pytest
 
 from rewards import math as rm
 from rewards.math import Verdict, accuracy_reward, check, check_batch, extract_answer, gold_answer, is_equivalent
+from rewards.registry import func_name
 
 HERE = Path(__file__).resolve().parent
-CASES = [json.loads(line) for line in (HERE / "data" / "math" / "equivalence_cases.jsonl").read_text().splitlines() if line.strip()]
+CASES = [json.loads(line) for line in (HERE / "data" / "math" / "equivalence_cases.jsonl").read_text().splitlines()
+         if line.strip()]
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -66,7 +68,8 @@ def test_extract_fallbacks_are_opt_in():
     assert extract_answer("so the answer is 12.", fallbacks=True) == "12"
     assert extract_answer("work\n#### 1,234", fallbacks=("gsm8k",)) == "1,234"
     assert extract_answer("work\n#### 7", fallbacks=("the_answer_is",)) is None
-    assert extract_answer("Final Answer: The final answer is $28\\%$. I hope it is correct.", fallbacks=True) == "$28\\%$"
+    text = "Final Answer: The final answer is $28\\%$. I hope it is correct."
+    assert extract_answer(text, fallbacks=True) == "$28\\%$"
     assert extract_answer("steps\nA: 18", fallbacks=True) == "18"
     assert extract_answer("**Final Answer:** **73**", fallbacks=True) == "73"
 
@@ -96,7 +99,8 @@ def test_labelled_cases():
     wrong = []
     for key, cases in by_policy.items():
         verdicts = check_batch([(c["gold"], c["pred"]) for c in cases], **json.loads(key))
-        wrong += [(c["gold"], c["pred"], c["expected"], v) for c, v in zip(cases, verdicts) if int(v.equal) != c["expected"]]
+        wrong += [(c["gold"], c["pred"], c["expected"], v) for c, v in zip(cases, verdicts)
+                  if int(v.equal) != c["expected"]]
     assert not wrong, wrong
     assert len(CASES) >= 200
     assert {c["expected"] for c in CASES} == {0, 1}
@@ -134,7 +138,8 @@ def test_fast_path_needs_no_pool(monkeypatch):
         raise AssertionError("the number fast path must not start workers")
 
     monkeypatch.setattr(pool, "get_pool", boom)
-    got = check_batch([("18", "18"), ("1,000", "1000"), ("0.5", r"\frac{1}{2}"), ("3", "4"), ("3", None), ("12", "12.0")])
+    got = check_batch([("18", "18"), ("1,000", "1000"), ("0.5", r"\frac{1}{2}"), ("3", "4"), ("3", None),
+                       ("12", "12.0")])
     assert [v.equal for v in got] == [True, True, True, False, False, True]
 
 
@@ -164,7 +169,8 @@ def test_accuracy_reward_trl_signature():
 
 
 def test_accuracy_reward_solution_column_and_errors():
-    out = accuracy_reward(None, [r"\boxed{2}", r"\boxed{3}"], solution=[r"We get $\boxed{2}$.", "no final answer in here"])
+    out = accuracy_reward(None, [r"\boxed{2}", r"\boxed{3}"],
+                          solution=[r"We get $\boxed{2}$.", "no final answer in here"])
     assert out == [1.0, None]
     with pytest.raises(ValueError, match="answer"):
         accuracy_reward(None, ["x"])
@@ -176,7 +182,7 @@ def test_make_accuracy_reward_policy():
     strict = rm.make_accuracy_reward(percent="strict")
     assert strict(None, [r"\boxed{50}"], answer=[r"50\%"]) == [0.0]
     assert accuracy_reward(None, [r"\boxed{50}"], answer=[r"50\%"]) == [1.0]
-    assert strict.__name__ == "accuracy_reward"
+    assert func_name(strict) == "accuracy_reward"  # what TRL logs it under
 
 
 # ---------------------------------------------------------------- safety: deadlines, threads, asyncio

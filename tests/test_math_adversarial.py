@@ -47,7 +47,8 @@ def test_every_issue_class_is_covered():
 def test_extraction_class(cls):
     cases = [c for c in EXTRACTION if c["class"] == cls]
     assert len(cases) >= 20 and any(c["expected"] is None for c in cases) and any(c["expected"] for c in cases)
-    wrong = [(c["text"], c["expected"], extract_answer(c["text"])) for c in cases if extract_answer(c["text"]) != c["expected"]]
+    wrong = [(c["text"], c["expected"], extract_answer(c["text"])) for c in cases
+             if extract_answer(c["text"]) != c["expected"]]
     assert not wrong, wrong
 
 
@@ -92,7 +93,8 @@ def test_precision_policies():
     exact = [("0.125", "0.13"), ("2.25", "2.3"), ("249.75", "250"), (r"\frac23", "0.6667"), (r"\frac{600}{7}", "85.71")]
     assert not any(check(g, p).equal for g, p in exact)
     assert all(check(g, p, precision="rounded").equal for g, p in exact[3:])
-    assert check(r"\frac18", "0.125").equal and check("6.67", r"\frac{20}{3}").equal  # exact decimals; the gold's rounding
+    # an exact decimal, and an exact value that the gold rounds
+    assert check(r"\frac18", "0.125").equal and check("6.67", r"\frac{20}{3}").equal
     with pytest.raises(ValueError, match="precision"):
         check("1", "1", precision="loose")
     with pytest.raises(TypeError, match="rounding"):

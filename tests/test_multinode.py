@@ -22,14 +22,16 @@ ENV = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
 @pytest.fixture
 def recipe(tmp_path, tiny_model_dir, write_recipe):
     """``recipe(**overrides)``: the nodes' recipe."""
-    return lambda **extra: write_recipe(tmp_path / "recipe.yaml", tiny_model_dir, tmp_path / "run", run_name="nodes", **extra)
+    return lambda **extra: write_recipe(tmp_path / "recipe.yaml", tiny_model_dir, tmp_path / "run", run_name="nodes",
+                                        **extra)
 
 
 def node(recipe_path, rank, port, **kw):
     cmd = [RL_REASON, "launch", str(recipe_path), "--num-machines", "2", "--machine-rank", str(rank),
            "--processes-per-machine", "1", "--main-process-ip", "127.0.0.1", "--main-process-port", str(port),
            "--accelerate-config", "zero2", "--mixed-precision", "no"]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=recipe_path.parent, **kw)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            cwd=recipe_path.parent, **kw)
 
 
 @pytest.mark.slow
@@ -59,8 +61,9 @@ def _worker_with_rank(launcher: subprocess.Popen, rank: int):
 def test_a_dead_rank_ends_the_run_quickly_with_an_error(tmp_path, recipe):
     path = recipe(max_steps=10_000, ddp_timeout=60)
     launcher = subprocess.Popen(
-        [str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file", str(REPO / "configs/accelerate/zero2.yaml"),
-         "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", "29543", "-m", "rl_reason.cli", "train", str(path)],
+        [str(Path(sys.executable).parent / "accelerate"), "launch",
+         "--config_file", str(REPO / "configs/accelerate/zero2.yaml"), "--num_processes", "2",
+         "--mixed_precision", "no", "--main_process_port", "29543", "-m", "rl_reason.cli", "train", str(path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=tmp_path,
     )
     try:
@@ -135,7 +138,8 @@ def test_the_documented_cpu_command_dies_with_its_launcher_and_resumes(tmp_path)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and launcher.poll() is None:
-            if (run / "checkpoint-2" / "trainer_state.json").exists() and len(list((run / "traces").glob("rank-*.jsonl"))) == 2:
+            started = list((run / "traces").glob("rank-*.jsonl"))
+            if (run / "checkpoint-2" / "trainer_state.json").exists() and len(started) == 2:
                 break
             time.sleep(0.2)
         assert launcher.poll() is None, launcher.stderr.read()[-3000:]
@@ -171,7 +175,8 @@ def test_the_documented_cpu_command_dies_with_its_launcher_and_resumes(tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert ("took over the lock of a run that is gone" in resumed.stdout) is left_behind
     records = list(read_traces(run / "traces"))
-    assert Counter((r["rank"], r["step"]) for r in records) == {(rank, s): 8 for rank in (0, 1) for s in range(last + 2)}
+    expected = {(rank, s): 8 for rank in (0, 1) for s in range(last + 2)}
+    assert Counter((r["rank"], r["step"]) for r in records) == expected
     assert not (run / "rl_reason.lock").exists()
 
 
@@ -192,7 +197,8 @@ def test_killing_one_nodes_launcher_ends_every_node(tmp_path, recipe):
         assert len(workers) == 2, [p.poll() for p in nodes]
         os.killpg(nodes[0].pid, signal.SIGKILL)
         killed_at = time.monotonic()
-        while time.monotonic() - killed_at < 120 and not (all(_gone(w) for w in workers) and nodes[1].poll() is not None):
+        while time.monotonic() - killed_at < 120 and not (
+                all(_gone(w) for w in workers) and nodes[1].poll() is not None):
             time.sleep(0.2)
         elapsed = time.monotonic() - killed_at
         assert all(_gone(w) for w in workers) and nodes[1].poll() not in (None, 0)

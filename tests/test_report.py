@@ -6,10 +6,12 @@ import re
 
 import pytest
 
-from rl_reason.report import write_report
+from rl_reason.report import reward_curves, write_report
+from rl_reason.traces.schema import traces_location
 from rl_reason.train.run import load_train_recipe, train
 
-HEALTH = ["health/pass_rate", "health/format_rate", "health/length_p90", "health/truncated_rate", "health/zero_variance_groups", "traces/written"]
+HEALTH = ["health/pass_rate", "health/format_rate", "health/length_p90", "health/truncated_rate",
+          "health/zero_variance_groups", "traces/written"]
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +93,8 @@ def test_wandb_offline_history_has_the_health_metrics(tmp_path, tiny_model_dir, 
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    recipe = write_recipe(tmp_path / "recipe.yaml", tiny_model_dir, tmp_path / "run", max_steps=2, report_to="wandb", run_name="wb")
+    recipe = write_recipe(tmp_path / "recipe.yaml", tiny_model_dir, tmp_path / "run", max_steps=4, report_to="wandb",
+                          run_name="wb")
     train(load_train_recipe(recipe, ["wandb.table_every=2", "wandb.table_rows=3"]))
     wandb.finish()
     wandb.teardown()  # shuts wandb-core down, so the run file is complete on disk
@@ -101,11 +104,15 @@ def test_wandb_offline_history_has_the_health_metrics(tmp_path, tiny_model_dir, 
     keys = set()
     config = ""
     run_ids = set()
+    table_steps = []
     for data in wandb_records(run_file):
         record = wandb_internal_pb2.Record()
         record.ParseFromString(data)
         if record.WhichOneof("record_type") == "history":
-            keys |= {item.key or "/".join(item.nested_key) for item in record.history.item}
+            items = {item.key or "/".join(item.nested_key): item.value_json for item in record.history.item}
+            keys |= set(items)
+            if "traces/nrows" in items:  # a table is logged as its parts
+                table_steps.append(json.loads(items["train/global_step"]))
         if record.WhichOneof("record_type") == "config":
             config += str(record.config)
         if record.WhichOneof("record_type") == "run":
@@ -114,18 +121,46 @@ def test_wandb_offline_history_has_the_health_metrics(tmp_path, tiny_model_dir, 
                 "train/time/generation", "train/time/update", "train/throughput/tokens_per_s", "traces/nrows"]:
         assert key in keys, sorted(keys)
     assert run_ids == {run_info["id"]}
-    # The traces table is a file of the run: 3 rows with the reference answer column.
-    (table_file,) = list(run_file.parent.glob("files/media/table/traces_*.table.json"))
-    table = json.loads(table_file.read_text())
+    # table_every=2: the traces table at steps 2 and 4, against the step axis every metric is plotted on.
+    assert table_steps == [2, 4]
+    # The table is a file of the run: 3 rows with the reference answer column.
+    table_files = list(run_file.parent.glob("files/media/table/traces_*.table.json"))
+    assert len(table_files) == 2
+    table = json.loads(table_files[0].read_text())
     assert "answer" in table["columns"] and len(table["data"]) == 3
     assert "recipe" in config  # the resolved recipe, our sections included
 
 
 def test_train_ends_with_a_readable_summary(run):
-    from rl_reason.cli import train_summary
+    from rl_reason.cli.train import train_summary
 
     lines = train_summary(run).splitlines()
     assert lines[0] == f"done: 4 steps, model in {run.output_dir}"
     assert lines[1].startswith("reward ") and "(step 1) ->" in lines[1] and "pass rate" in lines[1]
     assert lines[2] == f"traces: 16 written by rank 0 in {run.traces_dir}"
     assert lines[3].startswith(f"next: rl-reason report {run.output_dir}")
+
+
+def test_report_finds_traces_the_recipe_put_outside_the_run(tmp_path, tiny_model_dir, write_recipe):
+    elsewhere = tmp_path / "scratch" / "traces"
+    recipe = write_recipe(tmp_path / "recipe.yaml", tiny_model_dir, tmp_path / "run", max_steps=1,
+                          traces={"dir": str(elsewhere)})
+    result = train(load_train_recipe(recipe))
+    assert result.traces_dir == elsewhere and not (result.output_dir / "traces").exists()
+    assert traces_location(result.output_dir) == elsewhere.resolve()
+    page = write_report(result.output_dir, tmp_path / "r.html").read_text()
+    assert "traces</td><td>4" in page and str(elsewhere.resolve()) in page
+
+
+def test_traces_inside_the_run_are_recorded_relative_to_it(run):
+    assert json.loads((run.output_dir / "traces_location.json").read_text()) == {"traces_dir": "traces"}
+    assert traces_location(run.output_dir) == run.output_dir / "traces"
+
+
+def test_reward_curves_come_from_the_logged_functions_and_their_roles():
+    history = [{"step": 1, "reward": 0.5, "rewards/my_check/mean": 0.5, "rewards/think_format_reward/mean": 1.0,
+                "rewards/brevity/mean": -0.1, "rewards/brevity/std": 0.0}]
+    curves = reward_curves(history, {"my_check": "verifier", "brevity": "shaping"})
+    assert curves == {"rewards/my_check/mean": "my_check (verifier)",
+                      "rewards/think_format_reward/mean": "think_format_reward (format)",
+                      "rewards/brevity/mean": "brevity (shaping)"}

@@ -28,8 +28,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 BINARIES = ("chromium", "chromium-browser")
@@ -59,7 +63,9 @@ pytestmark = pytest.mark.slow  # a tiny GRPO run plus a browser: 10-30 s on 2 co
 def find_chromium() -> tuple[str | None, str | None]:
     """(the chromium binary, None), or (None, why): tests/system_deps.sh installs it."""
     found = next(filter(None, map(shutil.which, BINARIES)), None)
-    return (found, None) if found else (None, "chromium is not installed: run tests/system_deps.sh (the README's test command does)")
+    if found:
+        return found, None
+    return None, "chromium is not installed: run tests/system_deps.sh (the README's test command does)"
 
 
 def _above_4(fd: int) -> int:
@@ -79,8 +85,10 @@ class Chromium:
         # Chromium reads commands on fd 3 and writes replies on fd 4. A small exec shim puts the
         # pipes there: no preexec_fn (this process has torch's threads), and dash's redirections
         # only reach fd 9.
-        shim = f"import os, sys; os.dup2({to_chrome}, 3); os.dup2({from_chrome}, 4); os.execvp(sys.argv[1], sys.argv[1:])"
-        args = [*FLAGS, f"--user-data-dir={profile}", f"--window-size={WIDTH},1000", "--remote-debugging-pipe", "about:blank"]
+        shim = (f"import os, sys; os.dup2({to_chrome}, 3); os.dup2({from_chrome}, 4); "
+                "os.execvp(sys.argv[1], sys.argv[1:])")
+        args = [*FLAGS, f"--user-data-dir={profile}", f"--window-size={WIDTH},1000", "--remote-debugging-pipe",
+                "about:blank"]
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", shim, binary, *args],
@@ -112,7 +120,8 @@ class Chromium:
                 raise TimeoutError(f"no reply from Chromium; its log: {self.log.read_text()[-1500:]}")
             chunk = os.read(self._out, 1 << 20)
             if not chunk:
-                raise RuntimeError(f"Chromium closed the pipe (exit {self.proc.poll()}); its log: {self.log.read_text()[-1500:]}")
+                raise RuntimeError(f"Chromium closed the pipe (exit {self.proc.poll()}); "
+                                   f"its log: {self.log.read_text()[-1500:]}")
             self._buf += chunk
         raw, self._buf = self._buf.split(b"\0", 1)
         return json.loads(raw)
@@ -148,13 +157,15 @@ class Chromium:
         raise TimeoutError(f"{url} did not load in {timeout} s")
 
     def evaluate(self, expression: str, session: str):
-        result = self.call("Runtime.evaluate", {"expression": expression, "awaitPromise": True, "returnByValue": True}, session)
+        result = self.call("Runtime.evaluate", {"expression": expression, "awaitPromise": True, "returnByValue": True},
+                           session)
         if "exceptionDetails" in result:
             raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
         return result["result"]["value"]
 
 
-LOADED_JS = "new Promise((done) => document.readyState === 'complete' ? done(location.href) : addEventListener('load', () => done(location.href)))"
+LOADED_JS = ("new Promise((done) => document.readyState === 'complete' ? done(location.href)"
+             " : addEventListener('load', () => done(location.href)))")
 IMAGES_JS = """
 Promise.all([...document.images].map(async (img) => {
   let error = null;
@@ -179,14 +190,17 @@ def render(browser: Chromium, html: Path) -> tuple[list[dict], np.ndarray, list[
         browser.open(html.resolve().as_uri(), session)
         # The whole page in the viewport, so the screenshot and the layout are one state.
         height = browser.evaluate("document.documentElement.scrollHeight", session)
-        browser.call("Emulation.setDeviceMetricsOverride", {"width": WIDTH, "height": height, "deviceScaleFactor": 1, "mobile": False}, session)
+        metrics = {"width": WIDTH, "height": height, "deviceScaleFactor": 1, "mobile": False}
+        browser.call("Emulation.setDeviceMetricsOverride", metrics, session)
         images = browser.evaluate(IMAGES_JS, session)
         heading = browser.evaluate("document.querySelector('h1')?.textContent ?? ''", session)
         shot = browser.call("Page.captureScreenshot", {"format": "png"}, session)["data"]
     finally:
         browser.call("Target.closeTarget", {"targetId": target})
-    requests = [e["params"]["request"]["url"] for e in browser.events if e.get("method") == "Network.requestWillBeSent" and e.get("sessionId") == session]
-    return images, np.asarray(Image.open(io.BytesIO(base64.b64decode(shot))).convert("RGB")).astype(int), requests, heading
+    requests = [e["params"]["request"]["url"] for e in browser.events
+                if e.get("method") == "Network.requestWillBeSent" and e.get("sessionId") == session]
+    screenshot = np.asarray(Image.open(io.BytesIO(base64.b64decode(shot))).convert("RGB")).astype(int)
+    return images, screenshot, requests, heading
 
 
 def embedded_pngs(page: str) -> list[bytes]:

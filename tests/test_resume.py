@@ -65,7 +65,11 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, recipe):
     # The same traces, ids and counters included (group = step-batch-group: the batch counter continues).
     fields = ("step", "mode", "group", "prompt", "completion", "rewards", "advantage", "completion_ids")
     straight_records = list(read_traces(tmp_path / "straight" / "traces"))
-    assert sorted(json.dumps([r[f] for f in fields]) for r in straight_records) == sorted(json.dumps([r[f] for f in fields]) for r in records)
+
+    def rows(records):
+        return sorted(json.dumps([r[f] for f in fields]) for r in records)
+
+    assert rows(straight_records) == rows(records)
     assert len({r["group"] for r in records}) == 6 * 2  # 8 completions per step, 4 per group
 
     # The same metrics at every step, but for wall-clock ones.

@@ -68,9 +68,11 @@ def test_a_live_holder_in_another_process_is_refused(tmp_path):
     "holder, taken_over",
     [
         (lambda: {"host": socket.gethostname(), "pid": dead_pid(), "pid_start": "1"}, True),  # dead pid on this host
-        (lambda: {"host": socket.gethostname(), "pid": os.getppid(), "pid_start": "0"}, True),  # pid reused by another process
+        # the pid reused by another process
+        (lambda: {"host": socket.gethostname(), "pid": os.getppid(), "pid_start": "0"}, True),
         (lambda: {"host": "elsewhere.cluster", "pid": 4242}, False),  # another host, fresh heartbeat
-        (lambda: {"host": socket.gethostname(), "pid": os.getppid(), "pid_start": run_lock._start_time(os.getppid())}, False),
+        (lambda: {"host": socket.gethostname(), "pid": os.getppid(),
+                  "pid_start": run_lock._start_time(os.getppid())}, False),
     ],
 )
 def test_a_lock_file_without_a_flock_is_judged_by_its_holder(tmp_path, holder, taken_over):

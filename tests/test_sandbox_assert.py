@@ -311,7 +311,8 @@ def mystery(x):
     return TABLE.get((x,), 0)
 """
 # Code the hostile programs would like to run in the process that judges: a pickle that calls eval().
-EVAL_ALWAYS_EQUAL = "type('E', (), {'__eq__': lambda s, o: True, '__ne__': lambda s, o: False, '__hash__': lambda s: 0})()"
+EVAL_ALWAYS_EQUAL = ("type('E', (), {'__eq__': lambda s, o: True, '__ne__': lambda s, o: False, "
+                     "'__hash__': lambda s: 0})()")
 EVAL_PATCH_ABS = "(__import__('builtins').__setattr__('abs', lambda x: 0.0), 0.0)[1]"
 
 
@@ -323,7 +324,8 @@ EVAL_PATCH_ABS = "(__import__('builtins').__setattr__('abs', lambda x: 0.0), 0.0
 HOSTILE_STATE = [
     # the brief's example, verbatim
     case("frame_example_verbatim",
-         "import sys\nsys._getframe(1).f_locals['req']['test_code'] = 'def check(c): pass'\ndef add(a, b):\n    return 0\n",
+         "import sys\nsys._getframe(1).f_locals['req']['test_code'] = 'def check(c): pass'\n"
+         "def add(a, b):\n    return 0\n",
          EXAMPLE_T),
     case("frame_example_full_add", """
         import sys
@@ -585,7 +587,8 @@ HOSTILE_BUILTINS = [
     case("builtins_compile_swaps_tests", """
         import builtins
         _compile = compile
-        builtins.compile = lambda source, filename, mode, *a, **k: _compile("def check(candidate):\\n    pass\\n", filename, mode)
+        builtins.compile = lambda source, filename, mode, *a, **k: _compile(
+            "def check(candidate):\\n    pass\\n", filename, mode)
         def add(a, b):
             return 0
     """, ADD),
@@ -736,7 +739,8 @@ def unique(xs):
     case("own_file_from_import", """
         import os, sys
         with open("mymath2.py", "w") as fh:
-            fh.write("import builtins\\nbuiltins.abs = lambda x: 0.0\\ndef isclose(*args, **kwargs):\\n    return True\\n")
+            fh.write("import builtins\\nbuiltins.abs = lambda x: 0.0\\n"
+                     "def isclose(*args, **kwargs):\\n    return True\\n")
         sys.path.insert(0, os.getcwd())
         from mymath2 import isclose
         def area(r):
@@ -960,7 +964,8 @@ HOSTILE_TRANSPORT = [
     """, ADD),
     case("fd_spray_import_and_call", """
         import json, os, pickle
-        MSGS = [b"AC\\n", b"PASS\\n", b"1\\n", b"OK\\n", json.dumps({"passed": 1, "verdict": "AC", "ok": True}).encode() + b"\\n",
+        MSGS = [b"AC\\n", b"PASS\\n", b"1\\n", b"OK\\n",
+                json.dumps({"passed": 1, "verdict": "AC", "ok": True}).encode() + b"\\n",
                 pickle.dumps(True), pickle.dumps({"ok": True, "result": 5, "passed": 1}), b"\\x00" * 64]
         def spray():
             for fd in range(3, 256):
@@ -1193,7 +1198,8 @@ def sort_in_place(xs):
 # ---- 1j. MBPP-shaped tests (top-level asserts, no check) ----------------------------------------------
 HOSTILE_MBPP = [
     case("mbpp_frame_example",
-         "import sys\nsys._getframe(1).f_locals['req']['test_code'] = 'def check(c): pass'\ndef add(a, b):\n    return 0\n",
+         "import sys\nsys._getframe(1).f_locals['req']['test_code'] = 'def check(c): pass'\n"
+         "def add(a, b):\n    return 0\n",
          ADD_MBPP),
     case("mbpp_always_equal", ALWAYS_EQUAL + """
 def add(a, b):
@@ -1263,7 +1269,8 @@ for obj in gc.get_objects():
                 learn(value)
     """, SECRET_MBPP),
     case("mbpp_sys_exit", "import sys\ndef add(a, b):\n    return 0\nsys.exit(0)\n", ADD_MBPP),
-    case("mbpp_fork_exit", "import os\ndef add(a, b):\n    if os.fork():\n        os._exit(0)\n    return 0\n", ADD_MBPP),
+    case("mbpp_fork_exit", "import os\ndef add(a, b):\n    if os.fork():\n        os._exit(0)\n    return 0\n",
+         ADD_MBPP),
 ]
 
 ALL_HOSTILE = (HOSTILE_STATE + HOSTILE_SECRECY + HOSTILE_BUILTINS + HOSTILE_SHADOWING + HOSTILE_LIARS
@@ -1520,7 +1527,8 @@ POSITIVE_INTROSPECTION = [
             return text.count(" ") + 1 if text else 0
         def words(text):
             return text.split()[:len(text)]
-    """, T("def check(candidate):\n    assert len(candidate('a b c')) == 3\n    assert candidate('x y') == ['x', 'y']\n", "words")),
+    """, T("def check(candidate):\n    assert len(candidate('a b c')) == 3\n"
+           "    assert candidate('x y') == ['x', 'y']\n", "words")),
     case("redefines_abs_mbpp", """
         def abs(x):  # the program's own abs: distance to 10
             return x - 10 if x > 10 else 10 - x
@@ -1546,12 +1554,14 @@ POSITIVE_INTROSPECTION = [
             for x in xs:
                 groups[x % 2].append(x)
             return (heapq.nsmallest(2, xs), bisect.bisect(sorted(xs), 3), list(itertools.accumulate(xs)),
-                    math.gcd(*xs), len(re.findall(r"[aeiou]", string.ascii_lowercase)), Counter(xs).most_common(1)[0][0],
+                    math.gcd(*xs), len(re.findall(r"[aeiou]", string.ascii_lowercase)),
+                    Counter(xs).most_common(1)[0][0],
                     reduce(lambda a, b: a * b, xs), q[0], dict(groups), datetime.date(2024, 1, 1).isoformat())
     """, T("""
         def check(candidate):
             assert candidate([]) is None
-            assert candidate([4, 2, 2, 6]) == ([2, 2], 2, [4, 6, 8, 14], 2, 5, 2, 96, 2, {0: [4, 2, 2, 6]}, "2024-01-01")
+            assert candidate([4, 2, 2, 6]) == ([2, 2], 2, [4, 6, 8, 14], 2, 5, 2, 96, 2, {0: [4, 2, 2, 6]},
+                                               "2024-01-01")
     """)),
     case("temp_file_round_trip", """
         import os, tempfile
@@ -1590,11 +1600,13 @@ POSITIVE_NAMES = [
     case("half_correct_mbpp_no_entry_point", "def truncate_number(x):\n    return x % 1.0\n", HALF_MBPP_NO_EP),
     case("test_relies_on_program_import_math", "import math\ndef area(r):\n    return math.pi * r * r\n", AREA_RELIES),
     case("test_imports_math_itself", "import math\ndef area(r):\n    return math.pi * r * r\n", AREA_IMPORTS),
-    case("test_uses_program_from_import", "from math import isclose, pi\ndef area(r):\n    return pi * r * r\n", AREA_BARE),
+    case("test_uses_program_from_import", "from math import isclose, pi\ndef area(r):\n    return pi * r * r\n",
+         AREA_BARE),
     case("test_relies_on_program_import_mbpp", "import math\ndef area(r):\n    return math.pi * r * r\n", AREA_MBPP),
     case("test_uses_program_from_import_mbpp", "from math import isclose, pi\ndef area(r):\n    return pi * r * r\n",
          AREA_BARE_MBPP),
-    case("program_imports_module_under_alias", "import math as m\ndef area(r):\n    return m.pi * r * r\n", AREA_IMPORTS),
+    case("program_imports_module_under_alias", "import math as m\ndef area(r):\n    return m.pi * r * r\n",
+         AREA_IMPORTS),
     case("he53_random_tests", CORRECT_ADD, HE53),
     case("isqrt_correct", """
         import math
@@ -1631,7 +1643,8 @@ POSITIVE_NAMES = [
     case("set_result", "def distinct(xs):\n    return set(xs)\n", DISTINCT),
     case("reverse_string", "def reverse(text):\n    return text[::-1]\n", REVERSE),
     case("sort_list", "def sort_list(xs):\n    return sorted(xs)\n", SORT),
-    case("count_chars", "from collections import Counter\ndef count_chars(text):\n    return dict(Counter(text))\n", COUNT),
+    case("count_chars", "from collections import Counter\ndef count_chars(text):\n    return dict(Counter(text))\n",
+         COUNT),
     case("len_and_index_of_list", "def reversed_chars(text):\n    return list(reversed(text))\n", LEN_INDEX),
     case("generator_consumed_with_list", "def count_up(n):\n    for i in range(n):\n        yield i\n", COUNT_UP),
     case("range_consumed_with_list", "def count_up(n):\n    return range(n)\n", COUNT_UP),
@@ -1750,14 +1763,16 @@ def test_program_that_vanished_with_its_cpu_budget_spent_is_tle():
 
 
 def test_print_never_decides_the_verdict():
-    noisy = "import sys\ndef add(a, b):\n    print('All tests passed! AC')\n    print('FAILED', file=sys.stderr)\n    return {}\n"
+    noisy = ("import sys\ndef add(a, b):\n    print('All tests passed! AC')\n    print('FAILED', file=sys.stderr)\n"
+             "    return {}\n")
     assert_accepted(judge(noisy.format("a + b"), ADD))
     r = judge(noisy.format("a - b"), ADD)
     assert r.status == "ok" and r.verdicts == ["WA"], r
 
 
 def test_output_flood_is_not_ac():
-    r = judge("import sys\ndef add(a, b):\n    while True:\n        sys.stdout.write('x' * 10**6)\n", ADD, **HOSTILE_LIMITS)
+    flood = "import sys\ndef add(a, b):\n    while True:\n        sys.stdout.write('x' * 10**6)\n"
+    r = judge(flood, ADD, **HOSTILE_LIMITS)
     assert_rejected(r)
 
 
@@ -1818,8 +1833,10 @@ VALUE_CASES = [
     ("Decimal('0.1')", "r == 0.1", False),
     ("OrderedDict([('b', 1), ('a', 2)])", "r == OrderedDict([('b', 1), ('a', 2)]) and type(r) is OrderedDict", True),
     ("OrderedDict([('b', 1), ('a', 2)])", "r == OrderedDict([('a', 2), ('b', 1)])", False),
-    ("Counter('abracadabra')", "r == Counter('abracadabra') and r.most_common(1) == [('a', 5)] and type(r) is Counter", True),
-    ("defaultdict(list, {1: [2]})", "type(r) is defaultdict and r == {1: [2]} and r.default_factory is list and r[7] == []", True),
+    ("Counter('abracadabra')",
+     "r == Counter('abracadabra') and r.most_common(1) == [('a', 5)] and type(r) is Counter", True),
+    ("defaultdict(list, {1: [2]})",
+     "type(r) is defaultdict and r == {1: [2]} and r.default_factory is list and r[7] == []", True),
     ("deque([1, 2, 3], maxlen=5)", "type(r) is deque and r == deque([1, 2, 3]) and r.maxlen == 5", True),
     ("'h\\u00e9llo \\u2603\\x00 \\U0001f600'", "r == 'h\\u00e9llo \\u2603\\x00 \\U0001f600'", True),
     ("'x' * 10**6", "r == 'x' * 10**6", True),
@@ -1874,7 +1891,8 @@ def test_infinite_generator_is_consumed_lazily():
                 yield n
                 n += 1
     """
-    tests = T("import itertools\ndef check(candidate):\n    assert list(itertools.islice(candidate(), 3)) == [7, 8, 9]\n"
+    tests = T("import itertools\n"
+              "def check(candidate):\n    assert list(itertools.islice(candidate(), 3)) == [7, 8, 9]\n"
               "    gen = g()\n    assert [next(gen) for _ in range(4)] == [0, 1, 2, 3]\n")
     assert_accepted(judge(src, tests))
 
@@ -1905,7 +1923,8 @@ EXC_CASES = [
     ("", "raise ValueError('x')", "(TypeError, ValueError)", "pass", True),
     ("", "raise ValueError('x')", "Exception", "pass", True),
     ("", "raise ValueError('x')", "BaseException", "pass", True),
-    ("class NegativeError(ValueError):\n    pass", "raise NegativeError('neg')", "ValueError", "assert 'neg' in str(e)", True),
+    ("class NegativeError(ValueError):\n    pass", "raise NegativeError('neg')", "ValueError", "assert 'neg' in str(e)",
+     True),
     ("class MissingKey(KeyError):\n    pass", "raise MissingKey('m')", "KeyError", "pass", True),
     ("class MissingKey(KeyError):\n    pass", "raise MissingKey('m')", "LookupError", "pass", True),
     ("class A(ArithmeticError):\n    pass\nclass B(A):\n    pass", "raise B()", "ArithmeticError", "pass", True),
@@ -1945,7 +1964,8 @@ def test_exceptions_reach_the_test(prelude, body, clause, then, ok):
 
 
 def test_exceptions_reach_mbpp_tests_and_the_candidate_keeps_going():
-    src = "import math\ndef isqrt(n):\n    if n < 0:\n        raise ValueError('negative input')\n    return math.isqrt(n)\n"
+    src = ("import math\ndef isqrt(n):\n    if n < 0:\n        raise ValueError('negative input')\n"
+           "    return math.isqrt(n)\n")
     tests = T("""
         try:
             isqrt(-4)
@@ -2156,12 +2176,14 @@ def extend(xs, ys):
 
 @pytest.mark.parametrize("entry,body", [
     ("sort_in_place",
-     "data = [3, 1, 2]\n    alias = data\n    assert candidate(data) is None\n    assert data == [1, 2, 3] and alias is data"),
+     "data = [3, 1, 2]\n    alias = data\n    assert candidate(data) is None\n"
+     "    assert data == [1, 2, 3] and alias is data"),
     ("add_key", "d = {'a': 1, 'gone': 0}\n    candidate(d)\n    assert d == {'a': 1, 'b': 2}"),
     ("add_item", "s = {1, 2}\n    candidate(s)\n    assert s == {2, 3}"),
     ("upper_in_place", "b = bytearray(b'ab')\n    candidate(b)\n    assert b == bytearray(b'AB')"),
     ("clear_and_count", "xs = [1, 2]\n    assert candidate(xs) == 2 and xs == []"),
-    ("extend", "xs, ys = [1], [2, 3]\n    assert candidate(xs, ys) == 3\n    assert xs == [1, 2, 3] and ys == [2, 3, 0]"),
+    ("extend",
+     "xs, ys = [1], [2, 3]\n    assert candidate(xs, ys) == 3\n    assert xs == [1, 2, 3] and ys == [2, 3, 0]"),
 ])
 def test_arguments_mutated_in_place_are_written_back(entry, body):
     assert_accepted(judge(WRITEBACK_SRC, T(f"def check(candidate):\n    {body}\n", entry)))
@@ -2221,9 +2243,10 @@ def to_mbpp(test_src: str, entry_point: str) -> str | None:
     chk = checks[0]
     if any(isinstance(n, ast.Return) for n in ast.walk(chk)):
         return None
-    if any(isinstance(n, ast.Constant) and isinstance(n.value, str) and n.lineno != n.end_lineno for n in ast.walk(chk)):
+    nodes = list(ast.walk(chk))
+    if any(isinstance(n, ast.Constant) and isinstance(n.value, str) and n.lineno != n.end_lineno for n in nodes):
         return None  # dedenting would change a multi-line string
-    calls = sum(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "candidate" for n in ast.walk(chk))
+    calls = sum(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "candidate" for n in nodes)
     names = sum(isinstance(n, ast.Name) and n.id == "candidate" for n in ast.walk(chk))
     if calls == 0 or calls != names:
         return None
@@ -2267,7 +2290,8 @@ GOOD_CHECK = "def check(candidate):\n    assert candidate(2, 3) == 5\n"
 @pytest.mark.parametrize("tests,field", [
     ({"type": "nope", "code": GOOD_CHECK, "entry_point": "add"}, "type"),
     ({"code": GOOD_CHECK, "entry_point": "add"}, "type"),
-    ({"type": "assert", "code": "def check(candidate):\n    assert candidate(2, 3) ==\n", "entry_point": "add"}, "code"),
+    ({"type": "assert", "code": "def check(candidate):\n    assert candidate(2, 3) ==\n", "entry_point": "add"},
+     "code"),
     ({"type": "assert", "code": "def check(candidate):\n\tif True:\n        pass\n", "entry_point": "add"}, "code"),
     ({"type": "assert", "entry_point": "add"}, "code"),
     ({"type": "assert", "code": 123, "entry_point": "add"}, "code"),
@@ -2303,9 +2327,9 @@ def test_entry_point_missing_from_program_is_re_naming_it():
 def _host_strings() -> list[str]:
     import rewards
 
-    out = {"/work", "/root", "site-packages", ".pyenv", ".venv", str(REPO), os.path.dirname(os.path.abspath(rewards.__file__)),
-           os.path.realpath(sys.executable), sys.executable, sys.prefix, os.path.dirname(os.__file__),
-           os.path.realpath(os.path.dirname(os.__file__))}
+    out = {"/work", "/root", "site-packages", ".pyenv", ".venv", str(REPO),
+           os.path.dirname(os.path.abspath(rewards.__file__)), os.path.realpath(sys.executable), sys.executable,
+           sys.prefix, os.path.dirname(os.__file__), os.path.realpath(os.path.dirname(os.__file__))}
     if sys.base_prefix not in ("/", "/usr", "/usr/local"):
         out.add(sys.base_prefix)
     return sorted(s for s in out if s)
@@ -2319,7 +2343,8 @@ def _host_strings() -> list[str]:
     ("import fractions\ndef add(a, b):\n    return fractions.Fraction('x')\n", ADD, ["solution.py", "ValueError"]),
     ("raise RuntimeError('boom at import')\n", ADD, ["solution.py", "boom at import"]),
     (CORRECT_ADD, T("def check(candidate):\n    assert undefined_name(candidate)\n", "add"), ["tests.py", "NameError"]),
-    ("import collections\ndef add(a, b):\n    return collections.deque(maxlen=-1)\n", ADD_MBPP, ["solution.py", "ValueError"]),
+    ("import collections\ndef add(a, b):\n    return collections.deque(maxlen=-1)\n", ADD_MBPP,
+     ["solution.py", "ValueError"]),
 ], ids=["candidate_raises", "assert_fails", "mbpp_assert_fails", "stdlib_frames", "stdlib_python_module",
         "import_time_error", "test_name_error", "mbpp_candidate_raises"])
 def test_tracebacks_show_user_files_only(src, tests, must_show):
@@ -2349,7 +2374,8 @@ def signals_contained():
                     pass
             return reachable
     """
-    tests = T(f"def check(candidate):\n    assert candidate({[os.getpid(), os.getppid()]!r}, {[os.getpgrp()]!r}) == []\n",
+    tests = T(f"def check(candidate):\n"
+              f"    assert candidate({[os.getpid(), os.getppid()]!r}, {[os.getpgrp()]!r}) == []\n",
               "probe")
     r = judge(probe, tests)
     if r.passed != 1:

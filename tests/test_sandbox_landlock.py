@@ -125,8 +125,8 @@ def test_rlimits_tier_has_landlock(pool):
 @needs_landlock
 def test_cannot_read_outside_runtime(pool, outside):
     d, secret, home_canary = outside
-    targets = [str(REPO / "pyproject.toml"), str(REPO / "rewards" / "code" / "__init__.py"), str(secret), str(home_canary),
-               "/etc/passwd", "/proc/1/cmdline"]
+    targets = [str(REPO / "pyproject.toml"), str(REPO / "rewards" / "code" / "__init__.py"), str(secret),
+               str(home_canary), "/etc/passwd", "/proc/1/cmdline"]
     if HUMANEVAL.exists():
         targets.append(str(HUMANEVAL))
     dirs = [str(REPO), str(d), "/root", "/tmp", "/", "/etc", str(REPO.parent / "shared")]

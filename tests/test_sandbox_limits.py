@@ -251,7 +251,8 @@ def test_four_pools_in_four_processes_match_a_serial_run(tier, monkeypatch, tmp_
     code.shutdown()
     env = {**os.environ, "RL_REASON_SANDBOX_MIN_TIER": tier, "RL_REASON_SANDBOX_MAX_TIER": tier,
            "RL_REASON_SANDBOX_SLOTS": "2", "RL_REASON_SANDBOX_MAX_SERVERS": "32", "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER.format(root=str(ROOT), tests=str(ROOT / "tests"))], env=env, cwd=str(ROOT),
+    worker = WORKER.format(root=str(ROOT), tests=str(ROOT / "tests"))
+    procs = [subprocess.Popen([sys.executable, "-c", worker], env=env, cwd=str(ROOT),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, outs):

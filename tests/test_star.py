@@ -16,12 +16,12 @@ import sys
 import pytest
 from datasets import Dataset
 
-from rl_reason.sampling.evaluate import evaluate
-from rl_reason.export.pipeline import ExportOptions
-from rl_reason.sft import run_sft
-from rl_reason.sampling.star import sft_config, star
 from rl_reason.data.tasks import make_problems, prompt_messages
 from rl_reason.data.tiny import build_tiny
+from rl_reason.distill import run_sft, sft_config
+from rl_reason.export.pipeline import ExportOptions
+from rl_reason.sampling.evaluate import evaluate
+from rl_reason.sampling.star import DEFAULT_SFT, star, star_problems
 
 MAX_NEW = 32
 SFT = {"max_steps": 80, "learning_rate": 3e-3, "per_device_train_batch_size": 24, "max_length": 96}
@@ -32,8 +32,11 @@ def test_teacher_to_student_improves(tmp_path):
     problems = make_problems(24, seed=1, min_digits=1, max_digits=1)
     build_tiny(tmp_path / "teacher_base", size="student", seed=1)
     student = build_tiny(tmp_path / "student_base", size="student", seed=0)
-    warm_ds = Dataset.from_list([{"messages": prompt_messages(p["question"]) + [{"role": "assistant", "content": p["solution"]}]} for p in problems])
-    teacher = run_sft(tmp_path / "teacher_base", warm_ds, sft_config(tmp_path / "teacher", SFT))
+    warm_ds = Dataset.from_list([
+        {"messages": prompt_messages(p["question"]) + [{"role": "assistant", "content": p["solution"]}]}
+        for p in problems
+    ])
+    teacher = run_sft(tmp_path / "teacher_base", warm_ds, sft_config(tmp_path / "teacher", {**DEFAULT_SFT, **SFT}))
     heldout = train = problems
 
     student_before = evaluate(student, heldout, max_new_tokens=MAX_NEW).accuracy
@@ -52,6 +55,13 @@ def test_teacher_to_student_improves(tmp_path):
 
 
 def test_star_cli_rejects_bad_rounds(tiny_model_dir, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "rl_reason.cli", "star", str(tiny_model_dir), "-o", str(tmp_path / "s"), "--rounds", "0"],
-                          capture_output=True, text=True, timeout=120)
+    cmd = [sys.executable, "-m", "rl_reason.cli", "star", str(tiny_model_dir), "-o", str(tmp_path / "s"),
+           "--rounds", "0"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip() == "error: --rounds must be at least 1"
+
+
+def test_star_problems_keep_heldout_questions_out_of_training():
+    train, heldout = star_problems("addition", None, num_problems=300, num_eval=50, seed=3)
+    assert len(heldout) == 50 and train
+    assert not {p["question"] for p in train} & {p["question"] for p in heldout}

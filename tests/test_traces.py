@@ -92,7 +92,8 @@ def test_rewind_keeps_the_evaluation_that_ran_before_the_checkpoint(tmp_path):
                 w.add({"step": step, "mode": "eval"})
     # A checkpoint at step 2 is saved after step 2's evaluation; training samples at step 2 are re-run.
     assert rewind_shard(shard_path(tmp_path, 0), 2) == 2
-    assert [(r["step"], r["mode"]) for r in read_traces(tmp_path)] == [(0, "train"), (0, "eval"), (1, "train"), (2, "eval")]
+    kept = [(r["step"], r["mode"]) for r in read_traces(tmp_path)]
+    assert kept == [(0, "train"), (0, "eval"), (1, "train"), (2, "eval")]
 
 
 def test_trace_counters_come_from_the_checkpoint_or_else_the_rewound_shard(tmp_path):
@@ -111,3 +112,28 @@ def test_trace_counters_come_from_the_checkpoint_or_else_the_rewound_shard(tmp_p
     (checkpoint / COUNTERS_DIR).mkdir()
     (checkpoint / COUNTERS_DIR / "rank-00001.json").write_text('{"generation_batches": 4, "written": 9, "run_id": "r"}')
     assert load_trace_counters(checkpoint, 1, shard, "r")["generation_batches"] == 4
+
+
+def test_line_breaks_other_than_newline_survive_every_reader(tmp_path):
+    """Shards split on b"\\n" only: str.splitlines() would also break on these, inside a record."""
+    from rl_reason.traces.compact import compact
+    from rl_reason.traces.writer import rewind_shard
+
+    odd = "a\u2028b\u2029c\x85d\x0ce\x0bf\x1cg\x1dh\x1ei\rj\r\nk"
+    records = [{"step": step, "mode": "train", "prompt": [{"role": "user", "content": f"q{step} {odd}"}],
+                "completion": f"c{step} {odd}", "rewards": {"r": 1.0}} for step in range(4)]
+    with TraceWriter(tmp_path, rank=0, run_id="r") as w:
+        for r in records:
+            w.add(r)
+    shard = shard_path(tmp_path, 0)
+    assert len(shard.read_text(encoding="utf-8").splitlines()) > len(records)  # the trap this test is about
+
+    def read_back():
+        return [(r["step"], r["prompt"], r["completion"]) for r in read_traces(tmp_path)]
+
+    expected = [(r["step"], r["prompt"], r["completion"]) for r in records]
+    assert read_back() == expected
+    assert rewind_shard(shard, 3) == 1
+    assert read_back() == expected[:3]
+    assert compact(tmp_path) == {"rank-00000.parquet": 3}
+    assert not shard.exists() and read_back() == expected[:3]

@@ -1,5 +1,6 @@
 """A few real GRPO steps through TRL's GRPOTrainer on the tiny model, traces and all."""
 
+import json
 from collections import Counter
 
 import pytest
@@ -32,7 +33,8 @@ def test_grpo_steps_write_every_completion_as_a_trace(recipe_file):
         assert set(r["rewards"]) == {"accuracy_reward", "think_format_reward"}
         expected = r["rewards"]["accuracy_reward"] * 1.0 + r["rewards"]["think_format_reward"] * 0.5
         assert abs(r["reward"] - expected) < 1e-6
-        assert r["prompt"][-1]["role"] == "user" and r["answer"] == str(sum(map(int, r["prompt"][-1]["content"].split("+"))))
+        question = r["prompt"][-1]
+        assert question["role"] == "user" and r["answer"] == str(sum(map(int, question["content"].split("+"))))
         assert isinstance(r["completion"], str) and 0 < r["completion_tokens"] <= 12
         assert isinstance(r["truncated"], bool) and isinstance(r["advantage"], float)
     # Within a group, advantages are centred on the group mean (GRPO).
@@ -54,3 +56,47 @@ def test_wandb_offline_run_is_written(tmp_path, recipe_file, monkeypatch):
     import wandb
 
     wandb.finish()
+
+
+USER_REWARDS = '''
+def addition_check(completions, answer, **kwargs):
+    """A user's own verifier: 1.0 when the reference answer appears in the completion."""
+    texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
+    return [1.0 if a in t else 0.0 for t, a in zip(texts, answer)]
+'''
+
+
+def test_a_users_own_verifier_counts_as_a_verifier(tmp_path, recipe_file, monkeypatch):
+    (tmp_path / "my_task_rewards.py").write_text(USER_REWARDS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = train(load_train_recipe(recipe_file(max_steps=1, rewards=[{"name": "my_task_rewards:addition_check"}])))
+    (logged,) = [h for h in result.log_history if "reward" in h]
+    assert 0.0 <= logged["health/pass_rate"] <= 1.0 and "health/addition_check_unjudged" in logged
+    assert "health/format_rate" not in logged  # no format reward in this recipe
+    run_info = json.loads((result.traces_dir / "run.json").read_text())
+    assert run_info["reward_roles"] == {"addition_check": "verifier"}
+
+
+def test_health_and_recent_traces_without_trace_files(tmp_path, recipe_file, monkeypatch):
+    import rl_reason.train.run as run_module
+
+    seen = {}
+    callbacks = run_module.monitoring_callbacks
+
+    def keep_trainer(recipe, trainer):
+        seen["trainer"] = trainer
+        return callbacks(recipe, trainer)
+
+    monkeypatch.setattr(run_module, "monitoring_callbacks", keep_trainer)
+    result = train(load_train_recipe(recipe_file(max_steps=2, traces={"enabled": False})))
+    logged = [h for h in result.log_history if "reward" in h]
+    assert len(logged) == 2
+    for h in logged:
+        for key in ("health/pass_rate", "health/format_rate", "health/length_p90", "health/truncated_rate",
+                    "health/zero_variance_groups"):
+            assert key in h, key
+        assert "traces/written" not in h  # a count of what was written: nothing was
+    recent = list(seen["trainer"].recent_traces)
+    assert len(recent) == 16 and {r["step"] for r in recent} == {0, 1}  # what the W&B traces table samples from
+    assert result.traces_dir is None
+    assert not list(result.output_dir.rglob("*.jsonl")) and not (result.output_dir / "traces").exists()

@@ -36,9 +36,10 @@ from collections import Counter, OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from rewards.code import compare as cmp  # noqa: E402
-from rewards.sandbox import rpc as sandbox_rpc  # noqa: E402
-from rewards.sandbox.pool import Pool, SandboxUnavailable, ServerDied, site_paths  # noqa: E402
+from rewards.code import compare as cmp
+from rewards.text import completion_text
+from rewards.sandbox import rpc as sandbox_rpc
+from rewards.sandbox.pool import Pool, SandboxUnavailable, ServerDied, site_paths
 
 VERDICTS = ("AC", "WA", "TLE", "MLE", "OLE", "RE", "CE")
 DEFAULT_LIMITS = {
@@ -135,7 +136,8 @@ def _verdict(res: dict, lim: dict) -> tuple[str | None, dict]:
         # RLIMIT_CPU's SIGKILL (our own kills are flagged above). Under heavy load it was seen at 0.85x the
         # limit by wait4's rusage: no other SIGKILL reaches a pid-1 program, so half the budget suffices.
         st = m["status"]
-        if os.WIFSIGNALED(st) and os.WTERMSIG(st) in (signal.SIGKILL, signal.SIGXCPU) and m["cpu"] >= 0.5 * lim["cpu_s"]:
+        killed = os.WIFSIGNALED(st) and os.WTERMSIG(st) in (signal.SIGKILL, signal.SIGXCPU)
+        if killed and m["cpu"] >= 0.5 * lim["cpu_s"]:
             return "TLE", timing
     if res["result"].startswith(b"\x00CE\x00"):
         return "CE", timing
@@ -372,14 +374,6 @@ def extract_code(text: str) -> tuple[str, str] | None:
     return _LANGS.get(tag.lower(), "python"), body
 
 
-def _completion_text(c) -> str:
-    if isinstance(c, str):
-        return c
-    if isinstance(c, list):
-        return "".join(m.get("content") or "" for m in c if isinstance(m, dict) and m.get("role") == "assistant")
-    return str(c)
-
-
 _warned: set = set()
 
 
@@ -393,51 +387,59 @@ def _warn_once(msg: str) -> None:
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
 
+@dataclass(frozen=True)
+class _Options:
+    """What ``make_code_reward`` binds: a plain value, so the reward pickles as a partial."""
+
+    all_or_nothing: bool = False
+    limits: tuple = ()  # (name, value) pairs of run_tests' keywords
+
+
 def make_code_reward(all_or_nothing: bool = False, **limits):
     """A TRL reward; ``all_or_nothing=True`` scores 1.0 only when every test passes."""
     _limits({k: v for k, v in limits.items() if k != "stop_on_first_failure"})  # fail early on a typo
+    return functools.partial(code_reward, _options=_Options(all_or_nothing, tuple(limits.items())))
 
-    def code_reward(prompts, completions, tests=None, **kwargs) -> list[float | None]:
-        n = len(completions)
-        rows = tests if tests is not None else [None] * n
-        log_metric = kwargs.get("log_metric")
 
-        def judge(i: int):
-            t = rows[i]
-            if t is None:
-                return None, None
+# The options travel as one underscored keyword: TRL passes every dataset column as a keyword too,
+# and a column named like an option must not reach it.
+def code_reward(prompts, completions, tests=None, *, _options: _Options = _Options(), **kwargs) -> list[float | None]:
+    """The TRL reward with the default options (see ``make_code_reward``)."""
+    all_or_nothing, limits = _options.all_or_nothing, dict(_options.limits)
+    n = len(completions)
+    rows = tests if tests is not None else [None] * n
+    log_metric = kwargs.get("log_metric")
+
+    def judge(i: int):
+        t = rows[i]
+        if t is None:
+            return None, None
+        try:
+            code = extract_code(completion_text(completions[i]))
+            if code is None:
+                return 0.0, "no_code"
+            lang, src = code
+            stop = limits.get("stop_on_first_failure", all_or_nothing)
+            r = run_tests(src, t, language=lang, stop_on_first_failure=stop,
+                          **{k: v for k, v in limits.items() if k != "stop_on_first_failure"})
+        except Exception as e:  # one bad row must not end the reward call (and the training step)
+            _warn_once(f"code reward: row {i} cannot be judged: {type(e).__name__}: {e}")
+            return None, "sandbox_error"
+        if r.status != "ok":  # "invalid_tests" (the dataset's fault) or "sandbox_error" (ours): no score
+            if r.status == "invalid_tests":
+                _warn_once(f"code reward: row {i}: {r.error}")
+            return None, r.status
+        score = float(r.passed == r.total) if all_or_nothing else r.fraction
+        return score, (r.verdicts[-1] if r.verdicts else "none")
+
+    slots = _get_pool().slots if any(r is not None for r in rows) else 1
+    with ThreadPoolExecutor(max_workers=slots) as ex:
+        out = list(ex.map(judge, range(n)))
+    if callable(log_metric):
+        counts = Counter(tag for _, tag in out if tag is not None)
+        for tag, c in counts.items():
             try:
-                code = extract_code(_completion_text(completions[i]))
-                if code is None:
-                    return 0.0, "no_code"
-                lang, src = code
-                stop = limits.get("stop_on_first_failure", all_or_nothing)
-                r = run_tests(src, t, language=lang, stop_on_first_failure=stop,
-                              **{k: v for k, v in limits.items() if k != "stop_on_first_failure"})
-            except Exception as e:  # one bad row must not end the reward call (and the training step)
-                _warn_once(f"code reward: row {i} cannot be judged: {type(e).__name__}: {e}")
-                return None, "sandbox_error"
-            if r.status != "ok":  # "invalid_tests" (the dataset's fault) or "sandbox_error" (ours): no score
-                if r.status == "invalid_tests":
-                    _warn_once(f"code reward: row {i}: {r.error}")
-                return None, r.status
-            score = float(r.passed == r.total) if all_or_nothing else r.fraction
-            return score, (r.verdicts[-1] if r.verdicts else "none")
-
-        slots = _get_pool().slots if any(r is not None for r in rows) else 1
-        with ThreadPoolExecutor(max_workers=slots) as ex:
-            out = list(ex.map(judge, range(n)))
-        if callable(log_metric):
-            counts = Counter(tag for _, tag in out if tag is not None)
-            for tag, c in counts.items():
-                try:
-                    log_metric(f"code/{tag}", c)
-                except Exception:
-                    pass
-        return [score for score, _ in out]
-
-    code_reward.__name__ = "code_reward"
-    return code_reward
-
-
-code_reward = make_code_reward()
+                log_metric(f"code/{tag}", c)
+            except Exception:
+                pass
+    return [score for score, _ in out]

@@ -1,4 +1,4 @@
-"""Output comparison, in the trusted parent (notes/code_sandbox.md §8).
+"""Output comparison, in the trusted parent.
 
 Lines: CRLF→LF, trailing whitespace per line and trailing empty lines dropped; line count must
 match (no ``zip``: a prefix of the expected lines is WA). Tokens: integers compared exactly as
@@ -114,7 +114,7 @@ def values_equal(got, exp, float_tol: float | None) -> bool:
 
 
 def result_matches(payload: bytes, expected, float_tol: float | None = None) -> bool:
-    """``payload`` is what the sandbox wrote (``sandbox_rpc`` format); anything undecodable is wrong."""
+    """``payload`` is what the sandbox wrote (``rewards.sandbox.rpc`` format); anything undecodable is wrong."""
     try:
         got = sandbox_rpc.loads(payload)
     except sandbox_rpc.DecodeError:

@@ -10,22 +10,24 @@ Public API::
     accuracy_reward(prompts, completions, answer=None, solution=None, **kwargs) -> list[float | None]
 
 Plain numbers are decided here without sympy (and without starting any process). Everything
-else is parsed by our own recursive-descent parser (``math_parse``, no ``eval``) and compared
-with sympy (``math_compare``) inside worker processes that are killed at a hard deadline
-(``math_pool``). Policies where graders disagree are the keyword arguments of ``Policy``.
+else is parsed by our own recursive-descent parser (``parse``, no ``eval``) and compared
+with sympy (``compare``) inside worker processes that are killed at a hard deadline
+(``pool``). Policies where graders disagree are the keyword arguments of ``Policy`` (``policy``).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from math import gcd
 
 from rewards.text import completion_text
 from rewards.math.extract import ALL_FALLBACKS, extract_answer, extract_answers
-from rewards.math.num import NumPolicy, numbers_equal, parse_number
+from rewards.math.num import numbers_equal, parse_number
+from rewards.math.policy import Policy, make_policy
 
 __all__ = [
     "Policy",
@@ -48,28 +50,6 @@ _WORKER_FN = "rewards.math.compare:check_pair"
 
 
 @dataclass(frozen=True)
-class Policy:
-    """Choices where graders disagree; the defaults are what a GRPO reward should use."""
-
-    percent: str = "either"  # "either": 50\% matches 50 and 0.5; "strict": only 0.5; "ignore": only 50
-    precision: str = "exact"  # "exact": values must be equal; "rounded": a rounded decimal also matches
-    min_sig_exact: int = 4  # "rounded": sig. digits a rounded pred needs against an exact gold (600/7 ~ 85.71)
-    min_sig_rounded: int = 2  # "rounded": sig. digits the coarser side needs when both are decimals
-    unreduced_fractions: bool = True  # False: \frac{2}{4} is not accepted for 1/2 (PRM800K policy)
-    ordered_lists: bool = False  # True: a bare list "1, 2" must keep the gold's order (Hendrycks)
-    set_relation: bool = True  # an interval/set and an inequality describing it match, both ways
-    degrees: bool = True  # 30^\circ also matches \pi/6 (angle in radians)
-    text_containment: bool = False  # a short word answer starting like a sentence gold matches it
-    numeric_check: bool = True  # expressions with free variables: random-point check after simplify
-
-    def num_policy(self) -> NumPolicy:
-        return NumPolicy(self.percent, self.precision == "rounded", self.min_sig_exact, self.min_sig_rounded)
-
-
-_POLICY_FIELDS = {f.name for f in fields(Policy)}
-
-
-@dataclass(frozen=True)
 class Verdict:
     """Three-way result: ``status`` is "equal", "not_equal" or "unknown"; ``reason`` says why
     for unknown ("gold unparseable", "timeout", ...) and for some not_equal ("no answer")."""
@@ -87,18 +67,6 @@ class Verdict:
 
 EQUAL = Verdict("equal")
 NOT_EQUAL = Verdict("not_equal")
-
-
-def _policy(kw: dict) -> Policy:
-    unknown = set(kw) - _POLICY_FIELDS
-    if unknown:
-        raise TypeError(f"unknown math policy option(s) {sorted(unknown)}; choose from {sorted(_POLICY_FIELDS)}")
-    p = Policy(**kw)
-    if p.percent not in ("either", "strict", "ignore"):
-        raise ValueError(f"percent must be 'either', 'strict' or 'ignore', got {p.percent!r}")
-    if p.precision not in ("exact", "rounded"):
-        raise ValueError(f"precision must be 'exact' or 'rounded', got {p.precision!r}")
-    return p
 
 
 _UNREDUCED_RE = re.compile(r"\\[dtc]?frac\s*\{\s*(-?\d+)\s*\}\s*\{\s*(-?\d+)\s*\}|(?<![\d.])(\d+)\s*/\s*(\d+)(?![\d.])")
@@ -158,7 +126,10 @@ _STATS = {"timeouts": 0, "pool_tasks": 0}
 def check_batch(pairs, timeout: float = DEFAULT_TIMEOUT, workers: int | None = None, **policy) -> list[Verdict]:
     """Verdicts for ``[(gold, pred), ...]``; sympy work is spread over a process pool of
     ``workers`` (default min(4, cpus)), each pair under its own hard ``timeout`` in seconds."""
-    pol = _policy(policy)
+    return _check_batch(pairs, timeout, workers, make_policy(policy))
+
+
+def _check_batch(pairs, timeout: float, workers: int | None, pol: Policy) -> list[Verdict]:
     pairs = list(pairs)
     out: list[Verdict | None] = [None] * len(pairs)
     todo: dict[tuple, list[int]] = {}
@@ -229,6 +200,18 @@ def gold_answer(reference, from_solution: bool = False) -> str | None:
     return ref
 
 
+@dataclass(frozen=True)
+class _Options:
+    """What ``make_accuracy_reward`` binds: a plain value, so the reward pickles as a partial."""
+
+    timeout: float = DEFAULT_TIMEOUT
+    fallbacks: object = False
+    hedge: str = "reject"
+    timeout_reward: float | None = 0.0
+    workers: int | None = None
+    policy: Policy = Policy()
+
+
 def make_accuracy_reward(
     timeout: float = DEFAULT_TIMEOUT,
     fallbacks=False,
@@ -243,51 +226,55 @@ def make_accuracy_reward(
     ``fallbacks`` (off: only \\boxed{} and <answer> count), ``hedge`` and ``workers`` (sympy
     processes, default min(4, cpus)) as in ``extract_answer``/``check_batch``; ``policy`` as in
     ``Policy``."""
-    _policy(policy)
+    pol = make_policy(policy)
     extract_answer("", hedge=hedge)  # validates the option now, not on the first training step
-
-    def accuracy_reward(prompts=None, completions=None, answer=None, solution=None, **kwargs) -> list[float | None]:
-        if completions is None:
-            raise TypeError("accuracy_reward needs completions")
-        if answer is None and solution is None:
-            raise ValueError("accuracy_reward needs an 'answer' (or 'solution') column in the dataset")
-        refs = answer if answer is not None else solution
-        if len(refs) != len(completions):
-            raise ValueError(f"{len(completions)} completions but {len(refs)} references")
-        golds = [gold_answer(r, from_solution=answer is None) for r in refs]
-        # every distinct final answer a completion boxes must equal the gold: \boxed{2\sqrt2} ...
-        # \boxed{\sqrt8} is one answer, \boxed{3} ... \boxed{5} a hedge
-        cands = [extract_answers(completion_text(c), fallbacks=fallbacks, hedge=hedge) or [None] for c in completions]
-        # ... and equal to each other: \boxed{7 m} ... \boxed{7 cm} both "equal" a bare 7
-        pairs = [[(g, p) for p in ps] + [(ps[-1], p) for p in ps[:-1]] for g, ps in zip(golds, cands)]
-        flat = check_batch([pair for ps in pairs for pair in ps], timeout=timeout, workers=workers, **policy)
-        verdicts, k = [], 0
-        for ps in pairs:
-            vs, k = flat[k: k + len(ps)], k + len(ps)
-            worst = [v for v in vs if v.status == "not_equal"] or [v for v in vs if v.status == "unknown"] or vs
-            verdicts.append(worst[0])
-        preds = [ps[-1] for ps in cands]
-        rewards: list[float | None] = []
-        counts = {"unparseable_gold": 0, "no_answer": 0, "timeouts": 0, "errors": 0}
-        for g, p, v in zip(golds, preds, verdicts):
-            if g is None or v.reason == "gold unparseable":
-                counts["unparseable_gold"] += 1
-                rewards.append(None)
-                continue
-            if p is None:
-                counts["no_answer"] += 1
-            if v.status == "unknown":
-                counts["timeouts" if v.reason == "timeout" else "errors"] += 1
-                rewards.append(timeout_reward if v.reason == "timeout" else 0.0)
-                continue
-            rewards.append(1.0 if v.equal else 0.0)
-        log_metric = kwargs.get("log_metric")
-        if callable(log_metric):
-            for name, value in counts.items():
-                log_metric(f"math/{name}", float(value))
-        return rewards
-
-    return accuracy_reward
+    options = _Options(timeout, fallbacks, hedge, timeout_reward, workers, pol)
+    return functools.partial(accuracy_reward, _options=options)
 
 
-accuracy_reward = make_accuracy_reward()
+# The options travel as one underscored keyword: TRL passes every dataset column as a keyword too,
+# and a column named like an option ("precision", "timeout") must not reach it.
+def accuracy_reward(prompts=None, completions=None, answer=None, solution=None, *, _options: _Options = _Options(),
+                    **kwargs) -> list[float | None]:
+    """The TRL reward with the default options (see ``make_accuracy_reward``)."""
+    opt = _options
+    if completions is None:
+        raise TypeError("accuracy_reward needs completions")
+    if answer is None and solution is None:
+        raise ValueError("accuracy_reward needs an 'answer' (or 'solution') column in the dataset")
+    refs = answer if answer is not None else solution
+    if len(refs) != len(completions):
+        raise ValueError(f"{len(completions)} completions but {len(refs)} references")
+    golds = [gold_answer(r, from_solution=answer is None) for r in refs]
+    # every distinct final answer a completion boxes must equal the gold: \boxed{2\sqrt2} ...
+    # \boxed{\sqrt8} is one answer, \boxed{3} ... \boxed{5} a hedge
+    cands = [extract_answers(completion_text(c), fallbacks=opt.fallbacks, hedge=opt.hedge) or [None]
+             for c in completions]
+    # ... and equal to each other: \boxed{7 m} ... \boxed{7 cm} both "equal" a bare 7
+    pairs = [[(g, p) for p in ps] + [(ps[-1], p) for p in ps[:-1]] for g, ps in zip(golds, cands)]
+    flat = _check_batch([pair for ps in pairs for pair in ps], opt.timeout, opt.workers, opt.policy)
+    verdicts, k = [], 0
+    for ps in pairs:
+        vs, k = flat[k: k + len(ps)], k + len(ps)
+        worst = [v for v in vs if v.status == "not_equal"] or [v for v in vs if v.status == "unknown"] or vs
+        verdicts.append(worst[0])
+    preds = [ps[-1] for ps in cands]
+    rewards: list[float | None] = []
+    counts = {"unparseable_gold": 0, "no_answer": 0, "timeouts": 0, "errors": 0}
+    for g, p, v in zip(golds, preds, verdicts):
+        if g is None or v.reason == "gold unparseable":
+            counts["unparseable_gold"] += 1
+            rewards.append(None)
+            continue
+        if p is None:
+            counts["no_answer"] += 1
+        if v.status == "unknown":
+            counts["timeouts" if v.reason == "timeout" else "errors"] += 1
+            rewards.append(opt.timeout_reward if v.reason == "timeout" else 0.0)
+            continue
+        rewards.append(1.0 if v.equal else 0.0)
+    log_metric = kwargs.get("log_metric")
+    if callable(log_metric):
+        for name, value in counts.items():
+            log_metric(f"math/{name}", float(value))
+    return rewards

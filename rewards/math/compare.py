@@ -1,7 +1,7 @@
-"""Compare two parsed answers with sympy. Runs inside the worker processes of ``math_pool``.
+"""Compare two parsed answers with sympy. Runs inside the worker processes of ``rewards.math.pool``.
 
 Order of checks, cheapest first: normalised-string equality, structure (lists, tuples, sets,
-intervals, matrices, relations), then for two expressions: the number rules of ``math_num``
+intervals, matrices, relations), then for two expressions: the number rules of ``num``
 (exact rationals, stated precision), exact sympy arithmetic, a high-precision *relative*
 numeric test (never an absolute ``chop``: 1/2^99 and 1/2^98 differ), ``simplify``, and last a
 seeded random-point test for expressions with free variables.
@@ -16,10 +16,11 @@ from fractions import Fraction
 
 import sympy as sp
 
-from rewards.math import Policy
+from rewards.math.policy import Policy
 from rewards.math.num import Num, numbers_equal
 from rewards.math.parse import (
-    FUNC_LETTERS, PM, E, Lst, ParseError, Rel, SetB, SetN, SetOp, TooLarge, Tup, normalize, parse_with_domain, text_words,
+    FUNC_LETTERS, PM, E, Lst, ParseError, Rel, SetB, SetN, SetOp, TooLarge, Tup, normalize, parse_with_domain,
+    text_words,
 )
 from rewards.math.lex import TEXT_WRAP
 from rewards.math.units import conversion
@@ -45,11 +46,14 @@ def _canon(s: str) -> str:
 # "no solution", "there are no real roots", "none": the empty set
 _NO_SOLUTION_RE = re.compile(
     r"(?:there\s+(?:is|are|exists?)\s+)?(?:none|no\s*(?:real\s+|integer\s+|such\s+|possible\s+|valid\s+|positive\s+)?"
-    r"(?:solutions?|roots?|values?|answers?|such\s+\w+|x|numbers?|pairs?))(?:\s+exists?)?|\\emptyset|\\varnothing|\\\{\s*\\\}|\{\s*\}|∅",
+    r"(?:solutions?|roots?|values?|answers?|such\s+\w+|x|numbers?|pairs?))(?:\s+exists?)?"
+    r"|\\emptyset|\\varnothing|\\\{\s*\\\}|\{\s*\}|∅",
     re.I,
 )
 # "all real numbers": the real line
-_ALL_REALS_RE = re.compile(r"(?:x\s*\\in\s*)?(?:all|any|every)\s+real\s+(?:numbers?|values?|x)|\\mathbb\s*\{?R\}?|all\s+reals", re.I)
+_ALL_REALS_RE = re.compile(
+    r"(?:x\s*\\in\s*)?(?:all|any|every)\s+real\s+(?:numbers?|values?|x)|\\mathbb\s*\{?R\}?|all\s+reals", re.I
+)
 # "(B) 12", "\text{Option B}", "B." for the multiple-choice gold "B"
 _CHOICE_GOLD_RE = re.compile(r"\(?([A-J])\)?")
 _CHOICE_PRED_RE = re.compile(r"(?:(?:option|choice|answer)\s*:?\s*)?(?:\(([A-J])\)|([A-J])(?:[.:)]|$))\s*(.*)", re.I)
@@ -222,7 +226,8 @@ def _is_label(x) -> bool:
     if isinstance(v, sp.Symbol) or (v.is_Function and isinstance(v.func, sp.core.function.UndefinedFunction)):
         return True
     if isinstance(v, sp.Mul) and len(v.args) <= 3 and all(
-        isinstance(a, sp.Symbol) or (isinstance(a, sp.Pow) and isinstance(a.base, sp.Symbol) and a.exp == -1) for a in v.args
+        isinstance(a, sp.Symbol) or (isinstance(a, sp.Pow) and isinstance(a.base, sp.Symbol) and a.exp == -1)
+        for a in v.args
     ):
         return True  # "xy" or "m_{max}" glued letters
     return False
@@ -251,7 +256,8 @@ def _named(node) -> dict | None:
     items = node.items if isinstance(node, Lst) else [node]
     out: dict = {}
     for x in items:
-        if isinstance(x, Rel) and x.ops == ["="] and len(x.args) == 2 and _is_label(x.args[1]) and _is_constant(x.args[0]):
+        if (isinstance(x, Rel) and x.ops == ["="] and len(x.args) == 2 and _is_label(x.args[1])
+                and _is_constant(x.args[0])):
             x = Rel(["="], [x.args[1], x.args[0]])  # "4 = q"
         if not (isinstance(x, Rel) and x.ops == ["="] and _is_label(x.args[0])):
             return None
@@ -332,12 +338,14 @@ class Cmp:
         return None
 
     def node_eq(self, g, p) -> bool:
-        gl, pl = isinstance(g, (Lst, SetN)) or _has_pm(g) and not isinstance(g, Tup), isinstance(p, (Lst, SetN)) or _has_pm(p) and not isinstance(p, Tup)
+        gl = isinstance(g, (Lst, SetN)) or _has_pm(g) and not isinstance(g, Tup)
+        pl = isinstance(p, (Lst, SetN)) or _has_pm(p) and not isinstance(p, Tup)
         if isinstance(g, Tup) and _has_pm(g) or isinstance(p, Tup) and _has_pm(p):
             gl = gl or (isinstance(g, Tup) and _has_pm(g))
             pl = pl or (isinstance(p, Tup) and _has_pm(p))
         if gl or pl:
-            if isinstance(g, SetN) and isinstance(p, SetN) or not (self._set_like(g) or self._set_like(p)) or (gl and pl):
+            if (isinstance(g, SetN) and isinstance(p, SetN) or not (self._set_like(g) or self._set_like(p))
+                    or (gl and pl)):
                 gi, pi = _flatten(g), _flatten(p)
                 if isinstance(g, Lst) and isinstance(p, Tup) and len(g.items) == len(p.items) and not _has_pm(p):
                     # "1, 2, 3" vs "(x, y, z) = (1, 2, 3)"
@@ -346,7 +354,8 @@ class Cmp:
                     return self.seq_eq(g.items, [_strip_label(x) for x in p.items])
                 gi = [_strip_label(x) for x in gi]
                 pi = [_strip_label(x) for x in pi]
-                if isinstance(g, Lst) and isinstance(p, Lst) and {g.joins, p.joins} == {frozenset({"and"}), frozenset({"or"})}:
+                if (isinstance(g, Lst) and isinstance(p, Lst)
+                        and {g.joins, p.joins} == {frozenset({"and"}), frozenset({"or"})}):
                     return False  # "A and B" is not "A or B"
                 if self.pol.ordered_lists and isinstance(g, Lst) and isinstance(p, Lst):
                     return len(gi) == len(pi) and self.seq_eq(gi, pi)
@@ -467,7 +476,8 @@ class Cmp:
             if a == b:
                 return True
             if isinstance(a, sp.Interval) and isinstance(b, sp.Interval):
-                return (a.left_open, a.right_open) == (b.left_open, b.right_open) and self.val_eq(a.start, b.start) and self.val_eq(a.end, b.end)
+                return ((a.left_open, a.right_open) == (b.left_open, b.right_open) and self.val_eq(a.start, b.start)
+                        and self.val_eq(a.end, b.end))
             d1, d2 = sp.Complement(a, b), sp.Complement(b, a)
             return d1.is_empty is True and d2.is_empty is True or (d1 == sp.S.EmptySet and d2 == sp.S.EmptySet)
         except Exception:
@@ -551,7 +561,8 @@ class Cmp:
         if gn is not None and pn is not None:
             if numbers_equal(gn, pn, self.pol.num_policy()):
                 return True
-        elif (gn is not None and gn.decimals is not None) or (pn is not None and pn.decimals is not None) or g.pct or p.pct:
+        elif ((gn is not None and gn.decimals is not None) or (pn is not None and pn.decimals is not None)
+              or g.pct or p.pct):
             # a rounded decimal against an exact closed form (85.71 vs 600/7, 41.4% vs sqrt(2)-1)
             lit, other, lit_is_gold = (gn, pv, True) if gn is not None else (pn, gv, False)
             approx = _to_fraction(other) if lit is not None else None
@@ -680,7 +691,8 @@ class Cmp:
         # here come from model text
         for _ in range(_POINT_TRIES):
             # exact rational points: an agreement to 30 digits is then confirmed exactly below
-            pt = {s_: sp.Rational(round(self.rng.choice(_POINTS) * self.rng.uniform(0.93, 1.07) * 1000), 1000) for s_ in syms}
+            pt = {s_: sp.Rational(round(self.rng.choice(_POINTS) * self.rng.uniform(0.93, 1.07) * 1000), 1000)
+                  for s_ in syms}
             try:
                 av = complex(a.evalf(30, subs=pt))
             except (TypeError, ValueError, OverflowError, ZeroDivisionError):
@@ -786,7 +798,8 @@ def _has_pi(v) -> bool:
 
 def _subs_node(node, mapping):
     if isinstance(node, E):
-        return E(node.expr.subs(mapping), node.num, node.pct, node.deg, node.unit) if isinstance(node.expr, sp.Basic) else node
+        return (E(node.expr.subs(mapping), node.num, node.pct, node.deg, node.unit)
+                if isinstance(node.expr, sp.Basic) else node)
     if isinstance(node, Rel):
         return Rel(node.ops, [_subs_node(a, mapping) for a in node.args])
     if isinstance(node, Lst):

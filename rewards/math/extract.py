@@ -1,8 +1,8 @@
 """Find the final answer in a model's solution text.
 
 For RL rewards only explicit final-answer markup counts (the last ``\\boxed{}``/``\\fbox{}``
-or an ``<answer>`` tag): regex fallbacks such as "the last number" or "the answer is X" let a
-policy spray numbers and get paid (notes/math_checkers.md §2.4, §6.2.5), so they are opt-in.
+or an ``<answer>`` tag): regex fallbacks such as "the last number" (Qwen2.5-Math's ``use_last_number``)
+or "the answer is X" let a policy spray numbers and get paid, so they are opt-in.
 
 A final answer must be final: a box inside a ``<think>`` that never closes, or one followed by
 a retraction ("Wait, that's wrong", "Actually, it is 10"), is no answer.
@@ -30,7 +30,9 @@ _INVISIBLE_RE = re.compile("[\u00ad\u200b-\u200f\u2060-\u2064\ufeff]")
 _BOX_RE = re.compile(r"\\(?:boxed|fbox|framebox)\s*(\{|\s)")
 # A completion that strikes out or hides text, or boxes in colour, is not graded: the box a reader
 # sees may not be the one this extractor reads.
-_HIDDEN_RE = re.compile(r"~~|<del>|<s>|<strike>|<!--|\\(?:cancel|bcancel|xcancel|sout|st|fcolorbox|colorbox|phantom)\b", re.I)
+_HIDDEN_RE = re.compile(
+    r"~~|<del>|<s>|<strike>|<!--|\\(?:cancel|bcancel|xcancel|sout|st|fcolorbox|colorbox|phantom)\b", re.I
+)
 
 # Opt-in fallbacks, by name: (anchor, pattern matched at the anchor). The last match wins.
 _G = r"(.{1,%d}?)" % MAX_ANSWER
@@ -57,18 +59,22 @@ _RETRACT_RE = re.compile(
     r"|upon reflection|let me (?:redo|re-do|start over|fix|revise)|" + _NOT + r"miscalculat\w*|" + _NOT + r"miscount\w*"
     r"|misread\w*|botch\w*|" + _NOT + r"typo|I (?:think I )?double-?counted"
     r"|" + _NOT + r"(?:mistake|error) (?:above|here|earlier)|there(?: i|')s an? (?:mistake|error)"
-    r"|(?:that|this|it|which|that's|this is|it's|answer is|was|above|result) (?:(?:is|was) )?(?:\w+ )?(?:wrong|incorrect"
+    r"|(?:that|this|it|which|that's|this is|it's|answer is|was|above|result) (?:(?:is|was) )?(?:\w+ )?"
+    r"(?:wrong|incorrect"
     r"|not (?:right|correct))|(?:was|is) an? (?:error|mistake)"
     r"|(?:can'?t|cannot|isn'?t|is not) (?:be )?(?:right|correct)|(?:made|make) an? (?:mistake|error|slip)"
-    r"|my (?:mistake|error|bad)|answer (?:is|was) not|not \$?-?\d+\$?,? but)\b|\bcorrection\s*[:,]|\bno\s*[!,]|\bnein\b|\bfalsch\b|\bnon,|\bнет\b|неверно|不对|不，|错了"
+    r"|my (?:mistake|error|bad)|answer (?:is|was) not|not \$?-?\d+\$?,? but)\b|\bcorrection\s*[:,]|\bno\s*[!,]"
+    r"|\bnein\b|\bfalsch\b|\bnon,|\bнет\b|неверно|不对|不，|错了"
     r"|其实|实际上|いや|違う|\ben fait\b|\bplutôt\b|\ben realidad\b",
     re.I,
 )
 # Hedged: another value is kept open ("maybe 9", "otherwise 1", "9 also works", "Or 9.").
 _HEDGE_RE = re.compile(
-    r"\b(?:maybe|perhaps|possibly|probably|depending|assuming|plausible|likewise|equally|uncertain|not (?:sure|certain|confident)|unsure|(?:a|my) guess"
+    r"\b(?:maybe|perhaps|possibly|probably|depending|assuming|plausible|likewise|equally|uncertain"
+    r"|not (?:sure|certain|confident)|unsure|(?:a|my) guess"
     r"|no idea|(?:don'?t|do not) know|(?:cannot|can'?t) (?:be )?determine\w*|(?:might|could|may) (?:also |equally )?be"
-    r"|could (?:also|work)|also (?:works?|possible|valid|correct|an? answer|a solution|satisf\w*)|works? (?:too|as well|also)"
+    r"|could (?:also|work)|also (?:works?|possible|valid|correct|an? answer|a solution|satisf\w*)"
+    r"|works? (?:too|as well|also)"
     r"|other possibilit\w*|second (?:choice|option|answer)|runner-up|in the other case|case [a-z0-9]\b)\b"
     r"|other (?:convention|reading|interpretation|way of reading)"
     r"|(?:^|[.!?;\n(]\s*)(?:or|and)\b|(?:^|[.!?;\n(]\s*)(?:not|no)\s*[.!)]|\d\s*(?:or|\\lor)\s*\$?\s*-?\d|✅|✔️"
@@ -81,29 +87,35 @@ _HEDGE_RE = re.compile(
 _DOUBT_RE = re.compile(
     r"\b(?:wait|hmm+|err|re-?check\w*|reconsider\w*|re-?(?:calculat|comput|evaluat|examin|do)\w*|revis\w*"
     r"|let me (?:double-?check|check|verify|see|confirm)|is (?:that|this|it) (?:right|correct)|contradict\w*"
-    r"|I mean|instead|(?:it|that|this|answer) is actually|(?:correct|right|true|actual|real) (?:answer|value|count|total"
+    r"|I mean|instead|(?:it|that|this|answer) is actually"
+    r"|(?:correct|right|true|actual|real) (?:answer|value|count|total"
     r"|result|number))\b|(?:^|[.!?;:\n]\s*)actually\b|\bactually,|等等|应该|\battends?\b|\bespera\b",
     re.I,
 )
 # Another value attached to a condition ("\boxed{7} if n is even and 9 if n is odd", "(9 for odd
 # n)"); "for n = 6 the condition fails" attaches none.
-_CONDITIONAL_VALUE_RE = re.compile(r"(-?\d+(?:\.\d+)?)\s*\$?\s*(?:\\text\{\s*)?(?:if|when|whenever|for|except|in case|unless)\b",
-                                   re.I)
+_CONDITIONAL_VALUE_RE = re.compile(
+    r"(-?\d+(?:\.\d+)?)\s*\$?\s*(?:\\text\{\s*)?(?:if|when|whenever|for|except|in case|unless)\b", re.I
+)
 # Words that offer an alternative: they hedge when another value follows ("Alternatively, 9";
 # "Alternatively, by symmetry one also gets 7" keeps 7).
 _ALTERNATIVE_RE = re.compile(r"\b(?:though|although|alternatively|alternative|otherwise|else|unless|either)\b", re.I)
 # A later statement of a value: it must be the answer ("So the final answer is nine.").
-_STATED_RE = re.compile(r"(?:\b(?:is|are|be|equals?|gives?|get|gets|got|yields?|it's)\b|\b(?:answer|final|update|result|total"
-                        r"|output)(?:\s+is|\s*:|\s*=)|\b(?:therefore|thus|hence|so)\b[^.!?\n=]{0,40}=)\s*\$?\s*"
+_STATED_RE = re.compile(r"(?:\b(?:is|are|be|equals?|gives?|get|gets|got|yields?|it's)\b"
+                        r"|\b(?:answer|final|update|result|total|output)(?:\s+is|\s*:|\s*=)|\b(?:therefore|thus|hence|so)\b[^.!?\n=]{0,40}=)\s*\$?\s*"
                         r"(-?\d+(?:\.\d+)?(?:\s*/\s*\d+)?|" + "|".join(
                             ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
                              "eleven", "twelve"]) + r")\b", re.I)
-_WORD_NUMBERS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())}
+_WORD_NUMBERS = {
+    w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())
+}
 # "I now believe nine is right"
 _STATED_BEFORE_RE = re.compile(r"(-?\d+(?:\.\d+)?|" + "|".join(
     "zero one two three four five six seven eight nine ten eleven twelve".split()) + r")\s+(?:is|was|would be)\s+"
     r"(?:right|correct|the (?:right |correct |true )?answer)\b", re.I)
-_STATED_TEXT_RE = re.compile(r"(?:\b(?:answer|result|value|it)\s+(?:is|equals)|\bequals|=)\s*(.{1,200}?)\s*(?:[.;!?\n]|$)", re.I)
+_STATED_TEXT_RE = re.compile(
+    r"(?:\b(?:answer|result|value|it)\s+(?:is|equals)|\bequals|=)\s*(.{1,200}?)\s*(?:[.;!?\n]|$)", re.I
+)
 _CONFIRM_RE = re.compile(r"\b(?:yes|that'?s right|that is right|correct|confirm(?:s|ed)|checks out|verified"
                          r"|(?:seems|looks) (?:right|correct|good))\b|✓|✔", re.I)
 _NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?(?:\s*/\s*\d+)?")
@@ -416,8 +428,10 @@ def extract_answers(text, fallbacks: bool | tuple[str, ...] | list[str] = False,
     kept = [c for c, fate in zip(cands, fates) if fate == "stands"]
     if not kept or kept[-1] is not cands[-1] or cands[-1][0] is None or len(cands[-1][0]) > MAX_ANSWER:
         return []
-    marked = text.startswith(("\\boxed", "\\fbox", "\\framebox"), cands[-1][1]) or text[cands[-1][1]:].lower().startswith("<answer>")
-    unit = _neighbourhood(text, cands[-1][1], cands[-1][2], before=hedge != "last") if marked else ""  # a fallback's regex delimits it
+    start = cands[-1][1]
+    marked = text.startswith(("\\boxed", "\\fbox", "\\framebox"), start) or text[start:].lower().startswith("<answer>")
+    # a fallback's regex delimits its answer itself
+    unit = _neighbourhood(text, start, cands[-1][2], before=hedge != "last") if marked else ""
     if unit is None:
         return []
     if unit:  # "\boxed{18} dollars": the words after the box are part of the answer

@@ -1,4 +1,4 @@
-"""Normalisation and tokenizing of answer strings (LaTeX and plain text) for ``math_parse``.
+"""Normalisation and tokenizing of answer strings (LaTeX and plain text) for ``parse``.
 
 Only whitelisted tokens come out: numbers, single-letter and Greek identifiers, known function
 names, operators, and words (text answers, unit words, separators such as "and"/"or").
@@ -91,9 +91,10 @@ def _base(m: re.Match) -> str:
         return m.group(0)
 
 
-_UNICODE_MORE = [(re.compile(r"√\s*(\d+)"), r"\\sqrt{\1}"), (re.compile("ℝ"), r"\\mathbb{R}"), (re.compile("ℤ"), r"\\mathbb{Z}"),
-                 (re.compile("ℕ"), r"\\mathbb{N}"), (re.compile("ℚ"), r"\\mathbb{Q}"), (re.compile("⌊"), r"\\lfloor "),
-                 (re.compile("⌋"), r"\\rfloor "), (re.compile("⌈"), r"\\lceil "), (re.compile("⌉"), r"\\rceil "),
+_UNICODE_MORE = [(re.compile(r"√\s*(\d+)"), r"\\sqrt{\1}"), (re.compile("ℝ"), r"\\mathbb{R}"),
+                 (re.compile("ℤ"), r"\\mathbb{Z}"), (re.compile("ℕ"), r"\\mathbb{N}"),
+                 (re.compile("ℚ"), r"\\mathbb{Q}"), (re.compile("⌊"), r"\\lfloor "), (re.compile("⌋"), r"\\rfloor "),
+                 (re.compile("⌈"), r"\\lceil "), (re.compile("⌉"), r"\\rceil "),
                  (re.compile(r"\*\*([^*]+)\*\*"), r"\1"),  # **7**: markdown bold, not a power
                  (re.compile(r"\.{3,}|…"), r" \\ldots ")]
 
@@ -164,7 +165,9 @@ NEGATIONS = {"not", "no", "never", "neither", "nor", "cannot", "isn", "aren", "d
 NUMBER_WORDS = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
     "seventeen eighteen nineteen".split())}
-NUMBER_WORDS.update({w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())})
+NUMBER_WORDS.update(
+    {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
+)
 SCALE_WORDS = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9}
 FILLER = {"is", "are", "the", "a", "an", "all", "both", "answer", "final", "thus", "so", "therefore", "hence",
           "solution", "solutions", "value", "values", "equals", "equal", "be", "must", "will", "it", "of", "only"}
@@ -319,7 +322,8 @@ class Lexer:
             if self.i < len(s) and s[self.i] == "{":
                 content = self.group()
                 prev = self.toks[-1] if self.toks else None
-                if name in ("text", "mathrm", "textrm", "mbox") and re.fullmatch(r"\s*[A-Za-z]\s*", content) and prev is not None \
+                letter = re.fullmatch(r"\s*[A-Za-z]\s*", content)
+                if name in ("text", "mathrm", "textrm", "mbox") and letter and prev is not None \
                         and (prev.kind == "num" or prev.val == "circ"):
                     self.add("unit", content.strip(), space)  # 0^\circ\text{C}, 5\text{ K}: a unit, not a factor
                     return
@@ -332,7 +336,7 @@ class Lexer:
                 if content.strip() in _SHORT_UNITS and prev is not None and prev.kind in ("num", "op"):
                     self.add("unit", content.strip(), space)  # 2.653\,\mathrm{m}: an explicit unit
                     return
-                if name in ("mathrm", "operatorname", "mathit", "mathbf", "bm", "boldsymbol") and re.fullmatch(r"\s*[A-Za-z]\s*", content):
+                if name in ("mathrm", "operatorname", "mathit", "mathbf", "bm", "boldsymbol") and letter:
                     self.add("id", content.strip(), space)
                     return
                 self.text_depth += 1
@@ -370,7 +374,8 @@ class Lexer:
                 return
             if env in ("cases", "aligned", "align", "align*", "gathered", "array", "split"):
                 # a system of equations: its rows are the items of a list
-                rows = [r for r in re.split(r"\\\\", re.sub(r"^\s*\{[^}]*\}", "", body) if env == "array" else body) if r.strip()]
+                body = re.sub(r"^\s*\{[^}]*\}", "", body) if env == "array" else body  # array's column spec
+                rows = [r for r in re.split(r"\\\\", body) if r.strip()]
                 if env == "cases" and any("&" in r for r in rows):
                     raise ParseError("a piecewise answer is compared as text")
                 sub = Lexer(normalize(" , ".join(r.replace("&", " ") for r in rows)))
@@ -457,7 +462,8 @@ def _merge_number_words(toks: list[Tok]) -> list[Tok]:
                 else:
                     cur += NUMBER_WORDS[t.val]
                 j += 1
-            elif (t.val == "-" or t.val == "and" and cur >= 100) and j + 1 < len(toks) and toks[j + 1].kind == "numword":
+            elif ((t.val == "-" or t.val == "and" and cur >= 100) and j + 1 < len(toks)
+                  and toks[j + 1].kind == "numword"):
                 j += 1
             else:
                 break

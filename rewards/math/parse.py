@@ -7,7 +7,7 @@ factorial and binomial (``9^{9^9}`` raises ``TooLarge`` instead of computing 370
 
 The result is a small tree of answer nodes (``E`` for one expression, ``Rel`` for (in)equalities,
 ``Tup``/``SetN``/``Lst`` for tuples, sets and bare lists, ``SetB`` for set-builder notation,
-``SetOp`` for unions; matrices are sympy matrices inside ``E``) that ``math_compare`` compares.
+``SetOp`` for unions; matrices are sympy matrices inside ``E``) that ``compare`` compares.
 An answer made of words fails to parse and is compared as text (``text_words``).
 """
 
@@ -20,7 +20,7 @@ from fractions import Fraction
 
 import sympy as sp
 
-from rewards.math.lex import (  # noqa: F401
+from rewards.math.lex import (
     FILLER, FUNC_LETTERS, FUNCS, TEXT_WRAP, ParseError, Tok, TooLarge, normalize, tokenize,
 )
 from rewards.math.num import Num, NumPolicy, numbers_equal, parse_decimal
@@ -47,8 +47,9 @@ _VALUE_WORDS = {"dozen": sp.Integer(12), "dozens": sp.Integer(12), "score": sp.I
                 "thousandth": sp.Rational(1, 1000), "thousandths": sp.Rational(1, 1000),
                 "squared": "^2", "cubed": "^3", "factorial": "!", "basis": None, "bps": None,
                 "tens": sp.Integer(10), "hundreds": sp.Integer(100), "thousands": sp.Integer(1000),
-                "millions": sp.Integer(10**6), "billions": sp.Integer(10**9), "bn": sp.Integer(10**9), "k": sp.Integer(1000),
-                "lakh": sp.Integer(10**5), "lakhs": sp.Integer(10**5), "crore": sp.Integer(10**7), "crores": sp.Integer(10**7),
+                "millions": sp.Integer(10**6), "billions": sp.Integer(10**9), "bn": sp.Integer(10**9),
+                "k": sp.Integer(1000), "lakh": sp.Integer(10**5), "lakhs": sp.Integer(10**5),
+                "crore": sp.Integer(10**7), "crores": sp.Integer(10**7),
                 "ppm": sp.Rational(1, 10**6), "ppb": sp.Rational(1, 10**9)}
 _ONLY_RE = re.compile(r"(?:is|are)\s+(?:the\s+)?(?:only|unique)?\s*(?:solution|answer|value|root|result)s?", re.I)
 # Words after a value that make a sentence of it ("7 is ruled out", "7 doubled") or a bound or a
@@ -241,7 +242,8 @@ class Parser:
         return node
 
     def skip_noise(self):
-        while self.peek() is not None and (self.peek().kind in ("unit",) or (self.peek().kind == "word" and self.peek().val.lower() in FILLER)):
+        while self.peek() is not None and (self.peek().kind in ("unit",)
+                                           or (self.peek().kind == "word" and self.peek().val.lower() in FILLER)):
             self.k += 1
 
     def at_sep(self) -> bool:
@@ -309,7 +311,8 @@ class Parser:
             j = self.k
             while j < len(self.t) and self.t[j].kind in ("word", "num", "id") and j - self.k < 4:
                 j += 1
-            if j > self.k and j < len(self.t) and self.t[j].val in (":", "=") and any(t.kind == "word" for t in self.t[self.k: j]):
+            if (j > self.k and j < len(self.t) and self.t[j].val in (":", "=")
+                    and any(t.kind == "word" for t in self.t[self.k: j])):
                 named = [t.val.lower() for t in self.t[self.k: j] if t.val.lower() not in FILLER]
                 label = " ".join(named) if named else None  # "Maximum: 5" names its value; "Answer: 5" does not
                 self.k = j + 1
@@ -318,7 +321,8 @@ class Parser:
                 t = self.peek()
                 if t is None:
                     break
-                if t.kind == "op" and t.val in ("=", "<", ">", "<=", ">=", "!=", ":", "~=") or (t.kind == "cmd" and t.val in ("in", "notin", "subset")):
+                if (t.kind == "op" and t.val in ("=", "<", ">", "<=", ">=", "!=", ":", "~=")
+                        or (t.kind == "cmd" and t.val in ("in", "notin", "subset"))):
                     self.k += 1
                     op = t.val
                     if op == ":" and self.at("word"):
@@ -345,7 +349,8 @@ class Parser:
                 if t.kind == "word":
                     # trailing words after a number ("7 stuffed goats") name what is counted; after
                     # anything else they are a sentence, compared as text
-                    if self.t[self.k - 1].kind != "num" and not (self.t[self.k - 1].val == "}" and self.k >= 2 and self.t[self.k - 2].kind == "num"):
+                    if self.t[self.k - 1].kind != "num" and not (
+                            self.t[self.k - 1].val == "}" and self.k >= 2 and self.t[self.k - 2].kind == "num"):
                         raise ParseError("words")
                     while self.at("word") or self.at("unit"):
                         units.append(self.next().val)
@@ -387,7 +392,8 @@ class Parser:
                         value = Fraction(str(sp.Float(sp.N(exact, 40), 40)))
                     except (TypeError, ValueError, ZeroDivisionError):
                         value = None
-                    if value is None or not numbers_equal(Num(value), approx.num, NumPolicy(rounding=True, min_sig_exact=1, min_sig_rounded=1)):
+                    loose = NumPolicy(rounding=True, min_sig_exact=1, min_sig_rounded=1)
+                    if value is None or not numbers_equal(Num(value), approx.num, loose):
                         raise ParseError("a false approximation")  # 7 \approx 9
                 return args[0]
             ops = ["=" if o == ":" else o for o in ops]
@@ -411,7 +417,8 @@ class Parser:
             f = _VALUE_WORDS[words.pop(0).lower()]
             if f is None:
                 raise ParseError("a value word that cannot be applied")
-            v, n = (_safe_factorial(v) if f == "!" else _safe_pow(v, sp.Integer(f[1])) if isinstance(f, str) else v * f), None
+            v, n = (_safe_factorial(v) if f == "!" else _safe_pow(v, sp.Integer(f[1])) if isinstance(f, str)
+                    else v * f), None
         pct = isinstance(node, E) and node.pct
         low = [w.lower() for w in words]
         deg = isinstance(node, E) and node.deg or any(w in ("degrees", "degree", "deg") for w in low)
@@ -544,7 +551,9 @@ class Parser:
                     self.k += 3
                     base = self.mark_deg(base)
                     continue
-                if self.at_op("{") and self.peek(1) is not None and self.peek(1).kind in ("word", "unit") and self.peek(1).val.lower() in ("th", "st", "nd", "rd") and self.at_op_at(2, "}"):
+                ordinal = self.peek(1)
+                if (self.at_op("{") and ordinal is not None and ordinal.kind in ("word", "unit")
+                        and ordinal.val.lower() in ("th", "st", "nd", "rd") and self.at_op_at(2, "}")):
                     self.k += 3  # 12^{\mathrm{th}}
                     continue
                 if self.at("id") and self.peek().val == "o":
@@ -764,8 +773,9 @@ class Parser:
             sub = "".join(x.val for x in self.group_tokens())
             name = f"{name}_{sub}"
         if name.startswith("mathbb_"):
-            return {"R": sp.S.Reals, "Z": sp.S.Integers, "N": sp.S.Naturals, "Q": sp.S.Rationals, "C": sp.S.Complexes}.get(name[7:], sym(name))
-        if name in ("e",) and not (self.at_op("(") and False):
+            sets = {"R": sp.S.Reals, "Z": sp.S.Integers, "N": sp.S.Naturals, "Q": sp.S.Rationals, "C": sp.S.Complexes}
+            return sets.get(name[7:], sym(name))
+        if name == "e":
             return sp.E
         if name == "i" and self.complex_i:
             return sp.I
@@ -822,7 +832,8 @@ class Parser:
         vals = [_unwrap(a) for a in args]
         if not all(_is_expr(v) for v in vals):
             raise ParseError("function of a tuple")
-        if name in ("sin", "cos", "tan", "cot", "sec", "csc") and len(args) == 1 and isinstance(args[0], E) and args[0].deg:
+        if (name in ("sin", "cos", "tan", "cot", "sec", "csc") and len(args) == 1 and isinstance(args[0], E)
+                and args[0].deg):
             vals = [vals[0] * sp.pi / 180]  # \sin 30^\circ is 1/2
         if name == "lg":
             f = lambda x: sp.log(x, 10)  # noqa: E731

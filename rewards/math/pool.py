@@ -1,7 +1,8 @@
 """Worker processes for sympy work, with a hard, kill-based deadline per task.
 
-Why not ``signal.alarm`` in the caller: it only works in the main thread, and a long big-int
-multiply holds the GIL so thread-based timeouts cannot pre-empt it (notes/math_checkers.md §4).
+Why not ``signal.alarm`` in the caller: Python runs signal handlers in the main thread only (see the
+``signal`` module's documentation), and a long big-int multiply holds the GIL so thread-based timeouts
+cannot pre-empt it.
 Why not ``concurrent.futures``: a timed-out future leaves its worker running, so a pathological
 input starves the pool. Here each worker owns a pipe; a task past its deadline gets its worker
 SIGKILLed and replaced, and the task answers "unknown: timeout". Inside the worker a soft

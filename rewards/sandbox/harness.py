@@ -1,14 +1,14 @@
 """What runs inside the sandbox, after isolation is in place. Standard library only (loaded by the
-``-I -S`` fork server, after ``sandbox_rpc``).
+``-I -S`` fork server, after ``rpc``).
 
 Modes:
 
 * ``stdio``: the program runs as ``__main__``; the trusted parent compares its stdout.
-* ``functional``: call one function; its return value goes onto fd 3 in ``sandbox_rpc``'s data-only
+* ``functional``: call one function; its return value goes onto fd 3 in ``rpc``'s data-only
   format (an object that is not data is an error), and the parent compares.
 * ``candidate`` (assert tests): the program runs, then serves calls on fds 3 (in) and 5 (out). The test
-  code runs in another process the program cannot reach (the slot's judge, see sandbox_server), through
-  :func:`judge`, and sees the program's functions only as ``sandbox_rpc.Remote`` proxies: arguments and
+  code runs in another process the program cannot reach (the slot's judge, see ``server``), through
+  :func:`judge`, and sees the program's functions only as ``rpc.Remote`` proxies: arguments and
   results cross as plain data. Expected values never leave that process.
 """
 

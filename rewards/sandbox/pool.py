@@ -14,6 +14,7 @@ import sysconfig
 import time
 
 from rewards.sandbox import lease as sandbox_lease
+from rewards.sandbox import seccomp as sandbox_seccomp
 from rewards.machine import share
 
 # weakest → strongest. "none": rlimits + seccomp without Landlock (filesystem readable), tried only when
@@ -78,7 +79,7 @@ class Server:
 
     def _send(self, obj: dict) -> None:
         """A pickled header, then the blobs (program, tests, stdin, binary) raw: the server splices them
-        into memfds and never holds them in its memory (see sandbox_server)."""
+        into memfds and never holds them in its memory (see ``server``)."""
         blobs = []
         for name in BLOBS:
             v = obj.get(name)
@@ -137,7 +138,7 @@ class Server:
 
 def _config(tier: str, lease: int) -> dict:
     root = os.geteuid() == 0
-    return {"tier": tier, "seccomp": os.uname().machine == "x86_64", "uid": slot_uids(lease)[0] if root else None,
+    return {"tier": tier, "seccomp": sandbox_seccomp.supported(), "uid": slot_uids(lease)[0] if root else None,
             "ro_paths": runtime_paths(), "landlock": tier != "none",
             "cgroup": f"rl_reason-sandbox.{_lease_domain()}.{lease}"
             if root and os.environ.get("RL_REASON_SANDBOX_CGROUPS") != "0" else None}
@@ -162,7 +163,7 @@ def _lease_domain() -> str:
 class Pool:
     """``slots`` fork servers at the strongest tier that works here; ``execute`` blocks until one is free.
 
-    Each server holds a machine-wide lease (``sandbox_lease``): its index names the server's uids and
+    Each server holds a machine-wide lease (``lease``): its index names the server's uids and
     cgroups, so pools in other processes on this machine never touch its programs, and the number of
     leases bounds the servers of all pools together (a pool gets fewer slots, at least one, when they
     are short)."""

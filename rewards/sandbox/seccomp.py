@@ -120,4 +120,5 @@ class Filter:
 
 
 def supported() -> bool:
+    """Whether this machine can take the filter (its syscall numbers and audit arch are x86_64's)."""
     return os.uname().machine == "x86_64"

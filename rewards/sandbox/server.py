@@ -32,17 +32,16 @@ cgroup. Tier ``none`` is ``rlimits`` without Landlock (a kernel without it; only
 
 from __future__ import annotations
 
+import builtins
 import os
 import pickle
+import resource
 import select
 import signal
 import socket
 import struct
 import sys
 import time
-
-import builtins  # noqa: E402
-import resource  # noqa: E402
 
 
 # Started as a script with -I -S, so the package root is not on sys.path: put it there for our own
@@ -68,9 +67,9 @@ import array, bisect, collections, copy, decimal, fractions, functools, heapq, i
 import json, math, operator, random, re, string, traceback, typing, io, enum, abc, contextlib  # noqa: E401,E402,F401
 import numbers, ctypes, fcntl, importlib, ast, symtable, linecache, cmath  # noqa: E401,E402,F401
 import pickle as _pickle, struct as _struct, time as _time  # noqa: E401,E402,F401
-RLIMITS_TIER_EXTRA = ("threading", "dataclasses", "datetime", "queue", "statistics", "unittest", "subprocess", "hashlib",
-                      "textwrap", "socket", "mmap", "multiprocessing", "multiprocessing.pool", "concurrent.futures",
-                      "csv", "zlib", "base64", "unittest.mock", "tempfile", "shutil")
+RLIMITS_TIER_EXTRA = ("threading", "dataclasses", "datetime", "queue", "statistics", "unittest", "subprocess",
+                      "hashlib", "textwrap", "socket", "mmap", "multiprocessing", "multiprocessing.pool",
+                      "concurrent.futures", "csv", "zlib", "base64", "unittest.mock", "tempfile", "shutil")
 
 ACK = b"READY"
 SETUP_FAILED = 125
@@ -386,8 +385,9 @@ def _judge_one(head: dict, fds: list, clean: dict) -> dict:
         sys.setprofile(None)
         os.chdir("/")
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    return {"status": 0 if outcome == "pass" else 1 << 8, "cpu": ru.ru_utime + ru.ru_stime - ru0.ru_utime - ru0.ru_stime,
-            "maxrss_kb": ru.ru_maxrss, "wall": time.perf_counter() - t0, "wall_timeout": bool(timed_out)}
+    return {"status": 0 if outcome == "pass" else 1 << 8,
+            "cpu": ru.ru_utime + ru.ru_stime - ru0.ru_utime - ru0.ru_stime, "maxrss_kb": ru.ru_maxrss,
+            "wall": time.perf_counter() - t0, "wall_timeout": bool(timed_out)}
 
 
 class Server:
@@ -689,7 +689,8 @@ class Server:
         blobs = []
         if isinstance(main, TestsJob):
             head.update(self._outputs(main, lim, None, blobs, ""))
-            head["ack"] = not (os.WIFEXITED(main.meta["status"]) and os.WEXITSTATUS(main.meta["status"]) == SETUP_FAILED)
+            status = main.meta["status"]
+            head["ack"] = not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == SETUP_FAILED)
             head["peer"] = self._outputs(kids[0], lim, tr, blobs, "peer_")
         else:
             head.update(self._outputs(main, lim, tr, blobs, ""))
@@ -1035,7 +1036,8 @@ def main() -> None:
     _write_reply(fout, {"ok": True, "pid": os.getpid(),
                         "landlock": server.landlock.describe() if server.landlock is not None else None,
                         "landlock_error": server.landlock_error, "direct": server.direct,
-                        "cgroup": server.cg.version if server.cg is not None else None, "cgroup_error": server.cg_error})
+                        "cgroup": server.cg.version if server.cg is not None else None,
+                        "cgroup_error": server.cg_error})
     while True:
         req = _read_request(fin)
         if req is None:

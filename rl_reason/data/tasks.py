@@ -48,7 +48,8 @@ def make_problem(rng: random.Random, min_digits: int, max_digits: int, sloppy_ra
 
 
 def make_problems(
-    n: int, seed: int, min_digits: int = 2, max_digits: int = 4, exclude: set[str] | None = None, sloppy_rate: float = 0.0
+    n: int, seed: int, min_digits: int = 2, max_digits: int = 4, exclude: set[str] | None = None,
+    sloppy_rate: float = 0.0,
 ) -> list[dict]:
     """``n`` distinct problems; ``exclude`` holds questions kept out (a held-out set).
 
@@ -67,6 +68,17 @@ def make_problems(
     return rows
 
 
+def resolve_system_prompt(system_prompt: str | None) -> str:
+    """The system prompt a recipe or option asks for: ``None`` is the task's default, ``""`` none at all."""
+    return SYSTEM_PROMPT if system_prompt is None else system_prompt
+
+
 def prompt_messages(question: str, system_prompt: str | None = SYSTEM_PROMPT) -> list[dict]:
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     return messages + [{"role": "user", "content": question}]
+
+
+def problem_prompts(problems: list[dict], system_prompt: str | None = None) -> list[list[dict]]:
+    """The chat prompt of each problem row, with ``resolve_system_prompt(system_prompt)``."""
+    system = resolve_system_prompt(system_prompt)
+    return [prompt_messages(p["question"], system) for p in problems]

@@ -10,13 +10,14 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-from rl_reason.data.tasks import SYSTEM_PROMPT, make_problems, prompt_messages
+from rl_reason.data.tasks import SYSTEM_PROMPT, make_problems
 
 # ChatML with {% generation %} markers, so SFTTrainer's assistant_only_loss can mask the rest.
 CHAT_TEMPLATE = (
     "{%- for message in messages %}"
     "{%- if message['role'] == 'assistant' %}"
-    "{{ '<|im_start|>assistant\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
+    "{{ '<|im_start|>assistant\n' }}"
+    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
     "{%- else %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
     "{%- endif %}"
@@ -110,5 +111,15 @@ def build_tiny(output_dir: str | Path, size: str = "tiny", seed: int = 0) -> Pat
     return output_dir
 
 
-def prompt_text(tokenizer, question: str) -> str:
-    return tokenizer.apply_chat_template(prompt_messages(question), tokenize=False, add_generation_prompt=True)
+def recipe_model_path(name_or_path: str, output_dir: str | Path, size: str = "tiny", seed: int = 0) -> str:
+    """The model a recipe's ``model`` section names, as a path or Hub id to load.
+
+    ``tiny`` is the embedded model: built once into ``OUTPUT_DIR/base_model`` (kept across resumes),
+    then loaded by path like any other.
+    """
+    if name_or_path != "tiny":
+        return name_or_path
+    path = Path(output_dir) / "base_model"
+    if not (path / "config.json").exists():
+        build_tiny(path, size=size, seed=seed)
+    return str(path)

@@ -21,7 +21,7 @@ FILTER_DOC = {
     "too_long": "more completion tokens than --max-tokens",
     "duplicate": "exact duplicate of an earlier completion of the same prompt",
     "below_min_reward": "weighted reward below --min-reward",
-    "not_verified_correct": "the math/code verifier did not mark it correct (--correct-only)",
+    "not_verified_correct": "a verifier reward (math, code or the run's own) did not mark it correct (--correct-only)",
     "pass_rate_band": "its prompt's pass rate is outside the difficulty band",
     "near_duplicate": "rapidfuzz ratio at or above the threshold with a kept completion of the same prompt",
     "not_selected": "not chosen by the per-prompt selection policy",
@@ -78,14 +78,17 @@ def render_card(stats, opts, *, traces_dir, fmt: str, mix: str | None, mix_ratio
         "## Views",
         "",
         "- `messages` (default): one row per selected trace, chat `messages` with the full `<think>…</think>` in the"
-        " assistant turn" + (f", plus human-written rows (`origin: human`) from `{mix}` at ratio {mix_ratio}" if mix else "") + ".",
-        "- `problems`: one row per problem, OpenR1 style: `generations` with `correctness`, `rewards`, `finish_reasons`,"
-        " `selected`, `correctness_count`, `pass_rate` (over all its samples) and the selected `messages`.",
+        " assistant turn" + (f", plus human-written rows (`origin: human`) from `{mix}` at ratio {mix_ratio}"
+                             if mix else "") + ".",
+        "- `problems`: one row per problem, OpenR1 style: `generations` (the completions that passed the record"
+        " filters) with `correctness`, `rewards`, `finish_reasons`, `selected`, `correctness_count`, `num_generations`"
+        " and `generations_pass_rate`; `num_samples` and `pass_rate` count every sample of the problem; and the"
+        " selected `messages`.",
         "",
         "## Counts",
         "",
         f"- traces read: {stats.read}",
-        f"- prompts seen: {stats.prompts_seen}; prompts exported: {stats.prompts}",
+        f"- prompts seen: {stats.prompts_seen}{_eval_only(stats)}; prompts exported: {stats.prompts}",
         f"- traces exported: {stats.kept}; human-written rows mixed in: {stats.mixed}",
         f"- traces removed: {total_removed}",
         f"- unreadable shard lines skipped: {stats.skipped_lines}",
@@ -109,7 +112,8 @@ def render_card(stats, opts, *, traces_dir, fmt: str, mix: str | None, mix_ratio
         "",
         "## Completion length (tokens) of exported traces",
         "",
-        (f"mean {lengths.mean():.1f}, median {np.median(lengths):.0f}, max {lengths.max():.0f}" if len(lengths) else ""),
+        (f"mean {lengths.mean():.1f}, median {np.median(lengths):.0f}, max {lengths.max():.0f}"
+         if len(lengths) else ""),
         "",
         histogram(lengths),
         "",
@@ -119,6 +123,12 @@ def render_card(stats, opts, *, traces_dir, fmt: str, mix: str | None, mix_ratio
         "",
     ]
     return "\n".join(lines)
+
+
+def _eval_only(stats) -> str:
+    if not stats.eval_only_prompts:
+        return ""
+    return f" (and {stats.eval_only_prompts} only in evaluation samples, which --include-eval exports)"
 
 
 def _run_metadata(traces_dir) -> list[str]:

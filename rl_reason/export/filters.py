@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-VERIFIERS = ("accuracy_reward", "code_reward")
+from rewards.registry import names_with_role
+
 SELECT_POLICIES = ("all", "best", "shortest", "first", "diverse")
 _NON_WORD = re.compile(r"[^\w]+")
 
@@ -60,20 +61,44 @@ def to_messages(record: dict) -> list[dict]:
 # --- correctness and record-level checks ---------------------------------------------------------
 
 
-def verified_correct(record: dict) -> bool | None:
-    """What the math/code verifiers say (all must pass); ``None`` when no verifier scored the record."""
-    rewards = record.get("rewards") or {}
-    values = [v for k, v in rewards.items() if k in VERIFIERS]
-    if not values:
-        return None
-    return all(v is not None and v >= 1.0 for v in values)
+class Verifiers:
+    """Which of a record's rewards decide correctness: those whose role is ``verifier``.
+
+    Roles come from the run's ``traces/run.json`` (``recorded``: ``{function name: role}``), then the
+    registry's built-in names, so traces from before roles were recorded judge as they always did and
+    a recipe's own ``module:function`` verifier counts once its run recorded it. Built once per export.
+    """
+
+    def __init__(self, recorded: Mapping[str, str] | None = None):
+        self.recorded = dict(recorded or {})
+        self._names: dict[tuple, list[str]] = {}  # a run records the same few reward sets again and again
+
+    def names(self, rewards: Mapping) -> list[str]:
+        key = tuple(rewards)
+        names = self._names.get(key)
+        if names is None:
+            names = self._names[key] = names_with_role(key, "verifier", self.recorded)
+        return names
+
+    def verdict(self, record: dict) -> bool | None:
+        """True when every verifier that scored the record gave 1.0 (on a math+code mix each row is scored
+        by one of them); False when verifiers ran but none could judge it (an unjudged answer is not a
+        verified one); ``None`` when the record has no verifier reward at all."""
+        rewards = record.get("rewards") or {}
+        names = self.names(rewards)
+        if not names:
+            return None
+        values = [rewards[n] for n in names if rewards[n] is not None]
+        return bool(values) and all(v >= 1.0 for v in values)
+
+    def is_correct(self, record: dict, min_reward: float | None = 1.0) -> bool:
+        """The verifiers' verdict when there is one, else ``reward_passes``."""
+        verdict = self.verdict(record)
+        return reward_passes(record, min_reward) if verdict is None else verdict
 
 
-def is_correct(record: dict, min_reward: float | None = 1.0) -> bool:
-    """Verifier verdict when there is one, else the weighted reward against ``min_reward`` (1.0 if unset)."""
-    verdict = verified_correct(record)
-    if verdict is not None:
-        return verdict
+def reward_passes(record: dict, min_reward: float | None = 1.0) -> bool:
+    """The weighted reward against ``min_reward`` (1.0 if unset): correctness when no verifier scored the record."""
     reward = record.get("reward")
     return reward is not None and reward >= (1.0 if min_reward is None else min_reward)
 
@@ -137,19 +162,11 @@ EVAL_TEXT_COLUMNS = ("problem", "question", "prompt", "input")
 
 def load_texts(path: str | Path, column: str | None = None) -> list[str]:
     """Problem texts from a JSONL/JSON/Parquet file or a saved dataset directory (column auto-detected)."""
-    from datasets import load_dataset, load_from_disk
+    from rl_reason.data.load import load_file
 
-    path = Path(path)
-    if not path.exists():
+    if not Path(path).exists():
         raise FileNotFoundError(f"evaluation set not found: {path}")
-    if path.is_dir():
-        ds = load_from_disk(str(path))
-    elif path.suffix in (".jsonl", ".json"):
-        ds = load_dataset("json", data_files=str(path), split="train")
-    elif path.suffix == ".parquet":
-        ds = load_dataset("parquet", data_files=str(path), split="train")
-    else:
-        raise ValueError(f"{path}: expected a .jsonl, .json, .parquet file or a saved dataset directory")
+    ds = load_file(path)
     if hasattr(ds, "keys") and not hasattr(ds, "column_names"):  # a DatasetDict: every split counts
         ds = [row for split in ds.values() for row in split]
         columns = set(ds[0]) if ds else set()

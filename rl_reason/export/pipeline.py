@@ -6,7 +6,9 @@ summaries, not traces:
 1. every record: drop eval-mode samples, prompts that overlap an evaluation set (word n-grams),
    truncated completions, malformed ``<think>``/answer format, lengths out of range and exact
    duplicates; count samples and correct ones per prompt (the pass rate); note which survivors
-   are *eligible* (reward ≥ ``min_reward``, verifier-correct with ``correct_only``).
+   are *eligible* (reward ≥ ``min_reward``, verifier-correct with ``correct_only``). Verifiers are
+   the rewards whose role is ``verifier``, as the run recorded in ``traces/run.json``
+   (``rl_reason.export.filters.Verifiers``).
 2. every prompt, in first-seen order: drop it when its pass rate is outside the band, remove
    near-duplicate eligible completions (rapidfuzz), select per the policy, write rows.
 
@@ -15,7 +17,8 @@ Output, in ``output_dir``: ``data/messages.{jsonl,parquet}`` (chat ``messages``,
 selected trace, plus rows of a human-written dataset mixed in at ``mix_ratio``),
 ``data/problems.{jsonl,parquet}`` (one row per problem: generations with their correctness,
 OpenR1 style), ``dataset/`` (the messages view via ``save_to_disk``, what ``rl-reason distill``
-loads), ``README.md`` (the dataset card) and ``export_stats.json``.
+loads), ``README.md`` (the dataset card) and ``export_stats.json`` (the counts). Uploads to the Hub
+and W&B come after, in ``rl_reason.export.publish``.
 """
 
 from __future__ import annotations
@@ -30,25 +33,27 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from rl_reason.data.tasks import prompt_messages
 from rl_reason.export.filters import (
     SELECT_POLICIES,
     Decontaminator,
+    Verifiers,
     completion_length,
     drop_near_duplicates,
     finish_reason,
     in_pass_band,
-    is_correct,
     load_texts,
     problem_text,
     prompt_key,
+    reward_passes,
     select_indices,
     to_messages,
-    verified_correct,
     well_formed,
 )
 from rl_reason.traces.reader import ListSource, TraceSource
+from rl_reason.traces.schema import reward_roles
 
-__all__ = ["ExportOptions", "ExportStats", "export", "select_records", "to_messages"]
+__all__ = ["ExportError", "ExportOptions", "ExportStats", "export", "select_records", "to_messages"]
 
 # The order filters run in; ``ExportStats.removed`` uses these names.
 FILTERS = (
@@ -87,11 +92,14 @@ class ExportOptions:
         if self.k < 1:
             raise ExportError(f"k must be at least 1, got {self.k}")
         if not 0.0 <= self.min_pass_rate <= self.max_pass_rate <= 1.0:
-            raise ExportError(f"pass-rate band must satisfy 0 <= min <= max <= 1, got [{self.min_pass_rate}, {self.max_pass_rate}]")
+            raise ExportError("pass-rate band must satisfy 0 <= min <= max <= 1, "
+                              f"got [{self.min_pass_rate}, {self.max_pass_rate}]")
         if self.max_tokens is not None and self.max_tokens < self.min_tokens:
             raise ExportError(f"max_tokens {self.max_tokens} is below min_tokens {self.min_tokens}")
         if self.near_dup_threshold is not None and not 0 < self.near_dup_threshold <= 100:
-            raise ExportError(f"near-duplicate threshold is a rapidfuzz ratio in (0, 100], got {self.near_dup_threshold}")
+            raise ExportError(
+                f"near-duplicate threshold is a rapidfuzz ratio in (0, 100], got {self.near_dup_threshold}"
+            )
         if self.ngram < 1:
             raise ExportError(f"ngram must be at least 1, got {self.ngram}")
 
@@ -101,7 +109,8 @@ class ExportStats:
     read: int = 0
     kept: int = 0
     prompts: int = 0  # prompts with at least one exported trace
-    prompts_seen: int = 0
+    prompts_seen: int = 0  # prompts of the records export considers (eval-mode ones only with include_eval)
+    eval_only_prompts: int = 0  # prompts left out because all their records are eval-mode (for the card)
     mixed: int = 0  # human-written rows mixed in
     removed: Counter = field(default_factory=Counter)
     skipped_lines: dict = field(default_factory=dict)
@@ -129,22 +138,25 @@ class _Prompt:
         self.cands: list[tuple] = []  # (locator, eligible, reward, length)
 
 
-def _scan(source, opts: ExportOptions, stats: ExportStats, decon: Decontaminator | None) -> dict[int, _Prompt]:
+def _scan(source, opts: ExportOptions, stats: ExportStats, decon: Decontaminator | None,
+          verifiers: Verifiers) -> dict[int, _Prompt]:
     """Pass 1: record-level filters and per-prompt counts."""
     prompts: dict[int, _Prompt] = {}
+    eval_prompts: set[int] = set()
     removed = stats.removed
     for locator, r in tqdm(source, desc="export: reading traces", unit=" traces", mininterval=0.5, disable=None):
         stats.read += 1
         if r.get("mode") == "eval" and not opts.include_eval:
             removed["eval_mode"] += 1
+            eval_prompts.add(prompt_key(r))
             continue
         key = prompt_key(r)
         info = prompts.get(key)
         if info is None:
             info = prompts[key] = _Prompt(len(prompts))
         reward = r.get("reward")
-        verdict = verified_correct(r)
-        correct = verdict if verdict is not None else (reward is not None and reward >= (1.0 if opts.min_reward is None else opts.min_reward))
+        verdict = verifiers.verdict(r)
+        correct = reward_passes(r, opts.min_reward) if verdict is None else verdict
         info.total += 1
         info.correct += correct
         if decon is not None:
@@ -185,6 +197,7 @@ def _scan(source, opts: ExportOptions, stats: ExportStats, decon: Decontaminator
     for info in prompts.values():
         info.hashes = set()  # not needed in pass 2: free the memory
     stats.prompts_seen = len(prompts)
+    stats.eval_only_prompts = len(eval_prompts - prompts.keys())
     return prompts
 
 
@@ -194,7 +207,8 @@ def _select(source, prompts: dict[int, _Prompt], opts: ExportOptions, stats: Exp
     Yields ``(records, flags)`` per exported prompt: every surviving candidate and whether it was selected.
     """
     removed = stats.removed
-    for info in tqdm(prompts.values(), total=len(prompts), desc="export: selecting", unit=" prompts", mininterval=0.5, disable=None):
+    for info in tqdm(prompts.values(), total=len(prompts), desc="export: selecting", unit=" prompts", mininterval=0.5,
+                     disable=None):
         eligible = [c for c in info.cands if c[1]]
         if not eligible:
             continue
@@ -207,7 +221,8 @@ def _select(source, prompts: dict[int, _Prompt], opts: ExportOptions, stats: Exp
             keep = drop_near_duplicates([records[i]["completion"] for i in elig_idx], opts.near_dup_threshold)
             _count(removed, "near_duplicate", len(elig_idx) - len(keep))
             elig_idx = [elig_idx[j] for j in keep]
-        cands = [{"reward": info.cands[i][2], "length": info.cands[i][3], "text": records[i]["completion"]} for i in elig_idx]
+        cands = [{"reward": info.cands[i][2], "length": info.cands[i][3], "text": records[i]["completion"]}
+                 for i in elig_idx]
         chosen = {elig_idx[j] for j in select_indices(cands, opts.select, opts.k)}
         _count(removed, "not_selected", len(elig_idx) - len(chosen))
         stats.prompts += 1
@@ -235,13 +250,16 @@ def _decontaminator(opts: ExportOptions) -> Decontaminator | None:
     return Decontaminator(texts, n=opts.ngram)
 
 
-def select_records(records, *, stats: ExportStats | None = None, options: ExportOptions | None = None, **kwargs) -> list[dict]:
-    """The selected traces of in-memory ``records`` (the same filters as ``export``), in prompt order."""
+def select_records(records, *, stats: ExportStats | None = None, options: ExportOptions | None = None,
+                   reward_roles: dict[str, str] | None = None, **kwargs) -> list[dict]:
+    """The selected traces of in-memory ``records`` (the same filters as ``export``), in prompt order.
+
+    ``reward_roles`` plays the part of the run's recorded roles (``traces/run.json``)."""
     opts = options or ExportOptions(**kwargs)
     opts.check()
     stats = stats if stats is not None else ExportStats()
     source = ListSource(records)
-    prompts = _scan(source, opts, stats, _decontaminator(opts))
+    prompts = _scan(source, opts, stats, _decontaminator(opts), Verifiers(reward_roles))
     return [r for records_, flags, _ in _select(source, prompts, opts, stats) for r, f in zip(records_, flags) if f]
 
 
@@ -263,9 +281,10 @@ def message_row(r: dict, correct: bool) -> dict:
     }
 
 
-def problem_row(records: list[dict], flags: list[bool], info: _Prompt, min_reward: float | None) -> dict:
+def problem_row(records: list[dict], flags: list[bool], info: _Prompt, correctness: list[bool]) -> dict:
+    """One problem: ``generations`` (and the lists beside it) hold the completions that passed the record filters,
+    ``num_samples``/``pass_rate`` count every sample of the prompt."""
     first = records[0]
-    correctness = [is_correct(r, min_reward) for r in records]
     chosen = next(r for r, f in zip(records, flags) if f)
     return {
         "problem": problem_text(first.get("prompt")),
@@ -280,6 +299,8 @@ def problem_row(records: list[dict], flags: list[bool], info: _Prompt, min_rewar
         "completion_tokens": [completion_length(r) for r in records],
         "selected": list(flags),
         "correctness_count": sum(correctness),
+        "num_generations": len(records),
+        "generations_pass_rate": sum(correctness) / len(records),
         "num_samples": info.total,  # every sample of the prompt, before filters
         "pass_rate": info.correct / info.total,
         "messages": to_messages(chosen),
@@ -296,10 +317,12 @@ def _schemas():
         ("step", pa.int64()), ("origin", pa.string()),
     ])
     problems = pa.schema([
-        ("problem", pa.string()), ("prompt", msg), ("answer", pa.string()), ("id", pa.string()), ("source", pa.string()),
-        ("generations", pa.list_(pa.string())), ("correctness", pa.list_(pa.bool_())), ("rewards", pa.list_(pa.float64())),
-        ("finish_reasons", pa.list_(pa.string())), ("completion_tokens", pa.list_(pa.int64())), ("selected", pa.list_(pa.bool_())),
-        ("correctness_count", pa.int64()), ("num_samples", pa.int64()), ("pass_rate", pa.float64()), ("messages", msg),
+        ("problem", pa.string()), ("prompt", msg), ("answer", pa.string()), ("id", pa.string()),
+        ("source", pa.string()), ("generations", pa.list_(pa.string())), ("correctness", pa.list_(pa.bool_())),
+        ("rewards", pa.list_(pa.float64())), ("finish_reasons", pa.list_(pa.string())),
+        ("completion_tokens", pa.list_(pa.int64())), ("selected", pa.list_(pa.bool_())),
+        ("correctness_count", pa.int64()), ("num_generations", pa.int64()), ("generations_pass_rate", pa.float64()),
+        ("num_samples", pa.int64()), ("pass_rate", pa.float64()), ("messages", msg),
     ])
     return messages, problems
 
@@ -343,12 +366,15 @@ class RowWriter:
 def _mix_rows(path: str, ratio: float, n_traces: int, seed: int, question_column: str, answer_column: str,
               decon: Decontaminator | None, system_prompt: str | None, stats: ExportStats) -> list[dict]:
     """Human-written rows so they make up ``ratio`` of the messages view (model-collapse insurance)."""
-    from datasets import load_dataset, load_from_disk
+    from rl_reason.data.load import UnknownFileType, load_file
 
     p = Path(path)
     if not p.exists():
         raise ExportError(f"--mix: {path} not found")
-    ds = load_from_disk(str(p)) if p.is_dir() else load_dataset("parquet" if p.suffix == ".parquet" else "json", data_files=str(p), split="train")
+    try:
+        ds = load_file(p)
+    except UnknownFileType as exc:
+        raise ExportError(f"--mix: {exc}") from None
     for col in (question_column, answer_column):
         if col not in ds.column_names:
             raise ExportError(f"--mix: {path} has no column {col!r} (columns: {sorted(ds.column_names)})")
@@ -364,11 +390,11 @@ def _mix_rows(path: str, ratio: float, n_traces: int, seed: int, question_column
         if decon is not None and decon.contaminated(question):
             stats.removed["mix_decontaminated"] += 1
             continue
-        prompt = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [{"role": "user", "content": question}]
+        prompt = prompt_messages(question, system_prompt)
         rows.append({
-            "messages": prompt + [{"role": "assistant", "content": answer}], "answer": None, "reward": None, "correct": True,
-            "completion_tokens": len(answer.split()), "id": str(row.get("id", i)), "source": f"human:{p.stem}",
-            "run_id": None, "step": None, "origin": "human",
+            "messages": prompt + [{"role": "assistant", "content": answer}], "answer": None, "reward": None,
+            "correct": True, "completion_tokens": len(answer.split()), "id": str(row.get("id", i)),
+            "source": f"human:{p.stem}", "run_id": None, "step": None, "origin": "human",
         })
     stats.mixed = len(rows)
     _count(stats.removed, "mix_shortfall", wanted - len(rows))
@@ -399,7 +425,8 @@ def export(
     Everything is written into a temporary sibling directory and renamed at the end, so an error
     leaves no half-written dataset (and an existing ``output_dir`` untouched until then).
     """
-    opts = options or ExportOptions(min_reward=min_reward, correct_only=correct_only, select=select, include_eval=include_eval)
+    opts = options or ExportOptions(min_reward=min_reward, correct_only=correct_only, select=select,
+                                    include_eval=include_eval)
     opts.check()
     if fmt not in ("jsonl", "parquet"):
         raise ExportError(f"format: expected 'jsonl' or 'parquet', got {fmt!r}")
@@ -411,6 +438,7 @@ def export(
     decon = _decontaminator(opts)
     stats = ExportStats()
     source = TraceSource(traces_dir)
+    verifiers = Verifiers(reward_roles(traces_dir))  # the run's own roles, read once
     tmp = output_dir.parent / f".{output_dir.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "data").mkdir(parents=True)
@@ -418,15 +446,17 @@ def export(
         messages_schema, problems_schema = _schemas()
         messages = RowWriter(tmp / "data" / f"messages.{fmt}", fmt, messages_schema)
         problems = RowWriter(tmp / "data" / f"problems.{fmt}", fmt, problems_schema)
-        prompts = _scan(source, opts, stats, decon)
+        prompts = _scan(source, opts, stats, decon, verifiers)
         for records, flags, info in _select(source, prompts, opts, stats):
-            for r, f in zip(records, flags):
+            correctness = [verifiers.is_correct(r, opts.min_reward) for r in records]
+            for r, f, c in zip(records, flags, correctness):
                 if f:
-                    messages.add(message_row(r, is_correct(r, opts.min_reward)))
-            problems.add(problem_row(records, flags, info, opts.min_reward))
+                    messages.add(message_row(r, c))
+            problems.add(problem_row(records, flags, info, correctness))
         del prompts
         if mix:
-            for row in _mix_rows(mix, mix_ratio, stats.kept, seed, mix_question_column, mix_answer_column, decon, mix_system_prompt, stats):
+            for row in _mix_rows(mix, mix_ratio, stats.kept, seed, mix_question_column, mix_answer_column, decon,
+                                 mix_system_prompt, stats):
                 messages.add(row)
         messages.close()
         problems.close()
@@ -451,30 +481,9 @@ def _save_to_disk(path: Path, fmt: str, target: Path) -> None:
     from datasets import Dataset
 
     cache = target.parent / ".cache"
-    ds = Dataset.from_parquet(str(path), cache_dir=str(cache)) if fmt == "parquet" else Dataset.from_json(str(path), cache_dir=str(cache))
+    read = Dataset.from_parquet if fmt == "parquet" else Dataset.from_json
+    ds = read(str(path), cache_dir=str(cache))
     ds.save_to_disk(str(target))
     del ds
     shutil.rmtree(cache, ignore_errors=True)
 
-
-def push_to_hub(output_dir: str | Path, repo_id: str, private: bool = True, token: str | None = None) -> str:
-    """Upload an export (card + data files; not the ``dataset/`` copy) as a Hub dataset repo.
-
-    Any failure (offline, no token, no permission) is an ``ExportError`` naming the local copy,
-    which stays as it was.
-    """
-    from huggingface_hub import HfApi
-
-    output_dir = Path(output_dir)
-    try:
-        api = HfApi(token=token)
-        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        info = api.upload_folder(folder_path=str(output_dir), repo_id=repo_id, repo_type="dataset",
-                                 allow_patterns=["README.md", "data/*", "export_stats.json"])
-    except Exception as exc:  # offline, auth, HTTP: one clear line, nothing lost
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ExportError(
-            f"push to the Hub failed ({type(exc).__name__}: {reason}); the dataset is intact in {output_dir}; "
-            f"retry later with: hf upload {repo_id} {output_dir} --repo-type dataset"
-        ) from None
-    return str(getattr(info, "commit_url", "") or f"https://huggingface.co/datasets/{repo_id}")

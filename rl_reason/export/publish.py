@@ -1,9 +1,14 @@
-"""``rl-reason export --wandb``: the exported dataset as a W&B artifact, linked to the run that made it.
+"""After an export is written: its uploads to the Hugging Face Hub and to W&B.
 
-Called after ``rl_reason.export.pipeline.export`` has written (and atomically renamed) the export, so a W&B
-failure never costs the dataset. The training run leaves ``OUTPUT_DIR/wandb_run.json``
-(``{"id", "project", "entity", "group", "mode"}``) when it reports to W&B; it is looked up in the
-traces directory and its parent (``OUTPUT_DIR``).
+``publish`` is what ``rl-reason export --push-to-hub/--wandb`` runs once ``rl_reason.export.pipeline.export``
+has written (and atomically renamed) the export, so no upload failure ever costs the dataset: each one
+becomes a message, and the other upload still runs.
+
+Hub (``push_to_hub``): the card, ``data/`` and ``export_stats.json`` as a dataset repo.
+
+W&B (``log_export``): the export as an artifact of type ``dataset``, linked to the run that made it.
+The training run leaves ``OUTPUT_DIR/wandb_run.json`` (``{"id", "project", "entity", "group", "mode"}``)
+when it reports to W&B; it is looked up in the traces directory and its parent (``OUTPUT_DIR``).
 
 Lineage (the default when that file is found): the training run itself is resumed by its id and
 logs the artifact, so W&B shows the dataset as an output of the training run. This is the one
@@ -29,7 +34,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rl_reason.export.pipeline import ExportError
@@ -80,7 +85,8 @@ def export_metadata(traces: str | Path, stats: dict, args: dict, source: dict) -
         "source_traces": str(traces.resolve()),
         "trace_run_ids": stats.get("run_ids", {}),  # run ids recorded in the traces, with their counts
         "trace_run_metadata": read_run_info(traces),  # traces/run.json: git SHA, model, sampling
-        **{k: stats[k] for k in ("read", "kept", "prompts", "prompts_seen", "mixed", "removed", "skipped_lines") if k in stats},
+        **{k: stats[k] for k in ("read", "kept", "prompts", "prompts_seen", "mixed", "removed", "skipped_lines")
+           if k in stats},
         "export_args": args,
     })
 
@@ -130,11 +136,13 @@ def log_export(
     metadata = export_metadata(traces, stats, args, source)
 
     init = {"project": project, "entity": source.get("entity") or None, "group": source.get("group") or None,
-            "mode": mode, "dir": wandb_dir, "reinit": "create_new", "settings": wandb.Settings(silent=True, console="off")}
+            "mode": mode, "dir": wandb_dir, "reinit": "create_new",
+            "settings": wandb.Settings(silent=True, console="off")}
     if resume:
         init.update(id=source_run_id, resume="allow" if offline else "must")
     else:
-        init.update(job_type="export", config={"source_run_id": source_run_id, "source_traces": metadata["source_traces"],
+        init.update(job_type="export", config={"source_run_id": source_run_id,
+                                               "source_traces": metadata["source_traces"],
                                                "export_args": metadata["export_args"]})
 
     # wandb reads its environment once per process: start from a clean slate unless a run is live.
@@ -160,9 +168,12 @@ def log_export(
         run = None
     except Exception as exc:  # network, auth, resume refused: one clear line, the export stays
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = " (lineage resumes the training run: sync it first, or use --no-wandb-lineage)" if resume and not offline else ""
-        raise ExportError(f"W&B logging failed ({type(exc).__name__}: {reason}){hint}; the export is intact in {output_dir}; "
-                          "rerun with --wandb when W&B is reachable, or with WANDB_MODE=offline and `wandb sync` later") from None
+        hint = ""
+        if resume and not offline:
+            hint = " (lineage resumes the training run: sync it first, or use --no-wandb-lineage)"
+        raise ExportError(f"W&B logging failed ({type(exc).__name__}: {reason}){hint}; "
+                          f"the export is intact in {output_dir}; rerun with --wandb when W&B is reachable, "
+                          "or with WANDB_MODE=offline and `wandb sync` later") from None
     finally:
         if run is not None:
             try:
@@ -176,7 +187,77 @@ def log_export(
     if offline:
         base = Path(wandb_dir) if wandb_dir else Path.cwd()
         sync_dirs = _offline_dirs(base, run_id)
-    return WandbExport(artifact=name, run_id=run_id, project=run_project, lineage=resume, offline=offline, sync_dirs=sync_dirs)
+    return WandbExport(artifact=name, run_id=run_id, project=run_project, lineage=resume, offline=offline,
+                       sync_dirs=sync_dirs)
 
 
-__all__ = ["RUN_FILE", "WandbExport", "artifact_name", "export_metadata", "find_training_run", "log_export"]
+def push_to_hub(output_dir: str | Path, repo_id: str, private: bool = True, token: str | None = None) -> str:
+    """Upload an export (card + data files; not the ``dataset/`` copy) as a Hub dataset repo.
+
+    Any failure (offline, no token, no permission) is an ``ExportError`` naming the local copy,
+    which stays as it was.
+    """
+    from huggingface_hub import HfApi
+
+    output_dir = Path(output_dir)
+    try:
+        api = HfApi(token=token)
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        info = api.upload_folder(folder_path=str(output_dir), repo_id=repo_id, repo_type="dataset",
+                                 allow_patterns=["README.md", "data/*", "export_stats.json"])
+    except Exception as exc:  # offline, auth, HTTP: one clear line, nothing lost
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ExportError(
+            f"push to the Hub failed ({type(exc).__name__}: {reason}); the dataset is intact in {output_dir}; "
+            f"retry later with: hf upload {repo_id} {output_dir} --repo-type dataset"
+        ) from None
+    return str(getattr(info, "commit_url", "") or f"https://huggingface.co/datasets/{repo_id}")
+
+
+@dataclass
+class Published:
+    """Where an export went, for the CLI's lines; ``errors`` holds one message per failed upload."""
+
+    hub_url: str | None = None
+    wandb: WandbExport | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [f"pushed: {self.hub_url}"] if self.hub_url else []
+        if self.wandb:
+            logged = self.wandb
+            where = "training run" if logged.lineage else "export run"
+            out.append(f"W&B: artifact {logged.artifact}:latest (dataset) logged by {where} "
+                       f"{logged.project}/{logged.run_id}" + (" (offline)" if logged.offline else ""))
+            if logged.sync_dirs:
+                out.append(f"W&B: upload later with: wandb sync {' '.join(logged.sync_dirs)}")
+        return out
+
+
+def export_args(options, *, traces, output, fmt: str, mix: str | None, mix_ratio: float, seed: int,
+                save_to_disk: bool) -> dict:
+    """An export's arguments as the W&B artifact records them (``export_args``)."""
+    return {**asdict(options), "traces": str(traces), "output": str(output), "format": fmt, "mix": mix,
+            "mix_ratio": mix_ratio if mix else None, "seed": seed, "save_to_disk": save_to_disk}
+
+
+def publish(output_dir: str | Path, traces: str | Path, stats: dict, args: dict, *, hub_repo: str | None = None,
+            private: bool = True, wandb: bool = False, wandb_project: str | None = None,
+            wandb_lineage: bool = True) -> Published:
+    """Upload a written export to the Hub (``hub_repo``) and/or W&B (``wandb``), in that order."""
+    done = Published()
+    if hub_repo:
+        try:
+            done.hub_url = push_to_hub(output_dir, hub_repo, private=private)
+        except ExportError as exc:
+            done.errors.append(str(exc))
+    if wandb:
+        try:
+            done.wandb = log_export(output_dir, traces, stats, args, project=wandb_project, lineage=wandb_lineage)
+        except ExportError as exc:
+            done.errors.append(str(exc))
+    return done
+
+
+__all__ = ["RUN_FILE", "Published", "WandbExport", "artifact_name", "export_args", "export_metadata",
+           "find_training_run", "log_export", "publish", "push_to_hub"]

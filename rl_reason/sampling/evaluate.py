@@ -63,6 +63,14 @@ class EvalReport:
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
 
+    def write(self, path: str | Path) -> None:
+        """The JSON report into ``path``, atomically (a reader never sees half of it)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(self.to_json())
+        tmp.replace(path)
+
     def table(self) -> str:
         """The report as a plain-text table (what the CLI prints)."""
         ks = list(self.pass_at_k)
@@ -73,7 +81,8 @@ class EvalReport:
             rows.append([f"source={name}", str(self.counts.get("source", {}).get(name, "")), f"{acc:.1%}"]
                         + [f"{by_k[k]:.1%}" if k in by_k else "" for k in ks])
         for name, acc in self.by_answer_type.items():
-            rows.append([f"answer={name}", str(self.counts.get("answer_type", {}).get(name, "")), f"{acc:.1%}"] + [""] * len(ks))
+            count = str(self.counts.get("answer_type", {}).get(name, ""))
+            rows.append([f"answer={name}", count, f"{acc:.1%}"] + [""] * len(ks))
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
         lines = [fmt(header), "  ".join("-" * w for w in widths), *map(fmt, rows)]
@@ -110,8 +119,8 @@ def evaluate(
     generator=None,
 ) -> EvalReport:
     from rewards.format import is_well_formed
-    from rl_reason.sampling.sample import Generator
-    from rl_reason.data.tasks import SYSTEM_PROMPT, prompt_messages
+    from rl_reason.data.tasks import problem_prompts
+    from rl_reason.sampling.generation import Generator
 
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
@@ -119,7 +128,7 @@ def evaluate(
     if n < k:
         raise ValueError(f"pass@{k} needs n >= k samples per problem, got n={n}")
     gen = generator or Generator(model_path, backend=backend, seed=seed)
-    prompts = [prompt_messages(p["question"], system_prompt if system_prompt is not None else SYSTEM_PROMPT) for p in problems]
+    prompts = problem_prompts(problems, system_prompt)
     answers = [p["answer"] for p in problems]
     sources = [str(p.get("source") or "all") for p in problems]
     types = [answer_type(a) for a in answers]
@@ -132,14 +141,16 @@ def evaluate(
         accuracy=float(np.mean(correct)) if correct else 0.0,
         by_source=_mean_by(sources, correct),
         by_answer_type=_mean_by(types, correct),
-        counts={"source": {s: sources.count(s) for s in sorted(set(sources))}, "answer_type": {t: types.count(t) for t in sorted(set(types))}},
+        counts={"source": {s: sources.count(s) for s in sorted(set(sources))},
+                "answer_type": {t: types.count(t) for t in sorted(set(types))}},
         format_rate=float(np.mean([is_well_formed(s.text) for s in greedy])) if greedy else 0.0,
         truncated_rate=float(np.mean([s.truncated for s in greedy])) if greedy else 0.0,
         backend=gen.backend,
         settings={"max_new_tokens": max_new_tokens, "k": k, "n": n, "temperature": temperature, "seed": seed},
     )
     if k > 1:
-        sampled = gen(prompts, max_new_tokens=max_new_tokens, num_samples=n, temperature=temperature, batch_size=batch_size, seed=seed, desc=f"eval: {n} samples")
+        sampled = gen(prompts, max_new_tokens=max_new_tokens, num_samples=n, temperature=temperature,
+                      batch_size=batch_size, seed=seed, desc=f"eval: {n} samples")
         hits = score([s.text for s in sampled], [answers[s.prompt_index] for s in sampled])
         per_problem = np.zeros(len(problems))
         for s, h in zip(sampled, hits):

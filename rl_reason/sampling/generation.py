@@ -1,8 +1,15 @@
-"""Batched sampling with transformers ``generate`` (the CPU path; vLLM is the GPU path)."""
+"""Generating completions for chat prompts: the backends every sampling stage shares.
+
+``generate`` is batched transformers ``generate`` (CPU or one GPU); ``Generator`` holds one loaded
+model and samples with it through transformers or vLLM's offline ``LLM`` engine (GPU; a thin path,
+not exercised by this repository's CPU tests). Rejection sampling, evaluation and STaR use it.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -42,7 +49,8 @@ def generate(
     samples: list[Sample] = []
     per_batch = max(1, batch_size // num_samples)
     # Bars only on a terminal (disable=None): logs and piped stderr stay one line per message.
-    batches = tqdm(range(0, len(texts), per_batch), desc=desc, unit="batch", disable=None if progress and len(texts) > per_batch else True)
+    quiet = not progress or len(texts) <= per_batch
+    batches = tqdm(range(0, len(texts), per_batch), desc=desc, unit="batch", disable=True if quiet else None)
     for start in batches:
         chunk = texts[start : start + per_batch]
         enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
@@ -76,3 +84,58 @@ def generate(
             )
     model.train(was_training)
     return samples
+
+
+BACKENDS = ("transformers", "vllm", "auto")
+
+
+def resolve_backend(backend: str) -> str:
+    """``backend`` checked, with ``auto`` decided: vLLM when it is installed and a GPU is there."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {list(BACKENDS)}, got {backend!r}")
+    has_vllm = importlib.util.find_spec("vllm") is not None
+    if backend == "auto":
+        return "vllm" if has_vllm and torch.cuda.is_available() else "transformers"
+    if backend == "vllm" and not has_vllm:
+        raise ValueError("backend 'vllm' needs vLLM installed (pip install 'rl-reason[vllm]')")
+    return backend
+
+
+class Generator:
+    """One loaded model that samples completions for chat prompts, with either backend."""
+
+    def __init__(self, model_path: str | Path, backend: str = "transformers", seed: int = 0):
+        self.model_path = str(model_path)
+        self.backend = resolve_backend(backend)
+        self.seed = seed
+        if self.backend == "vllm":  # pragma: no cover - needs a GPU and vLLM
+            from vllm import LLM
+
+            self.llm = LLM(model=self.model_path, seed=seed)
+            self.tokenizer = self.llm.get_tokenizer()
+        else:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+            self.model = AutoModelForCausalLM.from_pretrained(self.model_path)
+
+    def __call__(self, prompts: list[list[dict]], *, max_new_tokens: int, num_samples: int = 1,
+                 temperature: float = 0.0, top_p: float = 1.0, batch_size: int = 64, seed: int | None = None,
+                 desc: str = "generating") -> list[Sample]:
+        if self.backend == "vllm":  # pragma: no cover
+            return self._vllm(prompts, max_new_tokens, num_samples, temperature, top_p, seed)
+        return generate(self.model, self.tokenizer, prompts, max_new_tokens=max_new_tokens, num_samples=num_samples,
+                        temperature=temperature, top_p=top_p, batch_size=batch_size, seed=seed, desc=desc)
+
+    def _vllm(self, prompts, max_new_tokens, num_samples, temperature, top_p, seed):  # pragma: no cover
+        from vllm import SamplingParams
+
+        params = SamplingParams(n=num_samples, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
+                                seed=self.seed if seed is None else seed)
+        outputs = self.llm.chat(prompts, params, use_tqdm=True)
+        samples = []
+        for i, out in enumerate(outputs):
+            for c in out.outputs:
+                samples.append(Sample(prompt_index=i, text=c.text, token_ids=list(c.token_ids),
+                                      truncated=c.finish_reason == "length"))
+        return samples

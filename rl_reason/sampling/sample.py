@@ -4,8 +4,7 @@ This is DeepSeek-R1's recipe for SFT data (sample the RL checkpoint, keep what t
 accept) and STaR's inner step. Traces use the training schema with ``mode: "sample"``, so
 ``rl-reason export`` treats them like any other.
 
-Two backends: transformers ``generate`` (CPU or one GPU; tested) and vLLM's offline ``LLM``
-engine when it is installed (GPU; a thin path, not exercised by this repository's CPU tests).
+The generator backends (transformers, vLLM) are in ``rl_reason.sampling.generation``.
 """
 
 from __future__ import annotations
@@ -13,87 +12,55 @@ from __future__ import annotations
 import math
 import uuid
 from pathlib import Path
+from typing import Callable
 
-from rl_reason.sampling.generation import Sample
+from rl_reason.config import ConfigError
+from rl_reason.sampling.generation import Generator, Sample
+from rl_reason.traces.schema import read_run_info, write_run_info
 from rl_reason.traces.writer import TraceWriter
 
-BACKENDS = ("transformers", "vllm", "auto")
+
+def reward_funcs(reward_specs) -> list[tuple[str, Callable, float, str]]:
+    """``(name, function, weight, role)`` per ``(registry name or module:function, weight, kwargs)`` spec;
+    ``name`` is what TRL logs the function under and traces record its values by."""
+    from rewards.registry import func_name, get_reward, role_of
+
+    funcs = []
+    for name, weight, kwargs in reward_specs:
+        fn = get_reward(name, **kwargs)
+        funcs.append((func_name(fn), fn, weight, role_of(name, func=fn)))
+    return funcs
 
 
-def resolve_backend(backend: str) -> str:
-    if backend not in BACKENDS:
-        raise ValueError(f"backend: expected one of {list(BACKENDS)}, got {backend!r}")
-    if backend == "auto":
-        import importlib.util
-
-        import torch
-
-        return "vllm" if importlib.util.find_spec("vllm") and torch.cuda.is_available() else "transformers"
-    if backend == "vllm":
-        import importlib.util
-
-        if importlib.util.find_spec("vllm") is None:
-            raise ValueError("backend 'vllm' needs vLLM installed (pip install 'rl-reason[vllm]')")
-    return backend
-
-
-class Generator:
-    """One loaded model that samples completions for chat prompts, with either backend."""
-
-    def __init__(self, model_path: str | Path, backend: str = "transformers", seed: int = 0):
-        self.model_path = str(model_path)
-        self.backend = resolve_backend(backend)
-        self.seed = seed
-        if self.backend == "vllm":  # pragma: no cover - needs a GPU and vLLM
-            from vllm import LLM
-
-            self.llm = LLM(model=self.model_path, seed=seed)
-            self.tokenizer = self.llm.get_tokenizer()
-        else:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
-            self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-            self.model = AutoModelForCausalLM.from_pretrained(self.model_path)
-
-    def __call__(self, prompts: list[list[dict]], *, max_new_tokens: int, num_samples: int = 1,
-                 temperature: float = 0.0, top_p: float = 1.0, batch_size: int = 64, seed: int | None = None,
-                 desc: str = "generating") -> list[Sample]:
-        if self.backend == "vllm":  # pragma: no cover
-            return self._vllm(prompts, max_new_tokens, num_samples, temperature, top_p, seed)
-        from rl_reason.sampling.generation import generate
-
-        return generate(self.model, self.tokenizer, prompts, max_new_tokens=max_new_tokens, num_samples=num_samples,
-                        temperature=temperature, top_p=top_p, batch_size=batch_size, seed=seed, desc=desc)
-
-    def _vllm(self, prompts, max_new_tokens, num_samples, temperature, top_p, seed):  # pragma: no cover
-        from vllm import SamplingParams
-
-        params = SamplingParams(n=num_samples, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
-                                seed=self.seed if seed is None else seed)
-        outputs = self.llm.chat(prompts, params, use_tqdm=True)
-        samples = []
-        for i, out in enumerate(outputs):
-            for c in out.outputs:
-                samples.append(Sample(prompt_index=i, text=c.text, token_ids=list(c.token_ids), truncated=c.finish_reason == "length"))
-        return samples
-
-
-def score_samples(samples: list[Sample], prompts: list, problems: list[dict], reward_specs) -> tuple[dict, dict]:
-    """Per-function rewards (``{name: [value per sample]}``) and the weights, with the training reward code."""
-    from rewards.registry import get_reward
-
-    funcs = [(get_reward(name, **kwargs), weight) for name, weight, kwargs in reward_specs]
+def score_samples(samples: list[Sample], prompts: list, problems: list[dict], funcs) -> dict[str, list]:
+    """Per-function rewards (``{name: [value per sample]}``) of ``reward_funcs``, with the training reward code."""
     columns = {"answer": [problems[s.prompt_index]["answer"] for s in samples]}
     extra = {k for p in problems for k in p} - {"question", "answer", "solution", "id", "source"}
     for key in sorted(extra):  # e.g. code tests: rewards read the dataset columns they need
         columns[key] = [problems[s.prompt_index].get(key) for s in samples]
     texts = [s.text for s in samples]
-    per_func = {
-        fn.__name__: fn(prompts=[prompts[s.prompt_index] for s in samples], completions=texts,
-                        completion_ids=[s.token_ids for s in samples], **columns)
-        for fn, _ in funcs
+    return {
+        name: fn(prompts=[prompts[s.prompt_index] for s in samples], completions=texts,
+                 completion_ids=[s.token_ids for s in samples], **columns)
+        for name, fn, _, _ in funcs
     }
-    return per_func, {fn.__name__: w for fn, w in funcs}
+
+
+def record_reward_roles(traces_dir: str | Path, roles: dict[str, str]) -> None:
+    """Add the rewards' roles to ``traces/run.json`` (a training run's, or an earlier sampling run's, when the
+    directory has one), so ``rl-reason export`` judges these traces by the same verifiers.
+
+    Raises ConfigError when the directory already records one of the names with another role: one
+    ``run.json`` holds one role per name, and every shard beside it is judged by it."""
+    info = read_run_info(traces_dir) or {}
+    recorded = info.get("reward_roles") or {}
+    for name, role in roles.items():
+        if recorded.get(name, role) != role:
+            raise ConfigError(f"{Path(traces_dir) / 'run.json'} records reward {name!r} as a {recorded[name]}, "
+                             f"this run's rewards make it a {role}: sample into another directory")
+    if not roles.items() <= recorded.items():
+        Path(traces_dir).mkdir(parents=True, exist_ok=True)
+        write_run_info(traces_dir, {**info, "reward_roles": {**recorded, **roles}})
 
 
 def sample_traces(
@@ -113,14 +80,23 @@ def sample_traces(
     backend: str = "transformers",
     generator: Generator | None = None,
 ) -> dict:
-    """Sample, score and append traces; returns counts (samples, correct, prompts, solved) and the shard path."""
-    from rl_reason.data.tasks import SYSTEM_PROMPT, prompt_messages
+    """Sample, score and append traces; returns counts (samples, correct, prompts, solved) and the shard path.
 
+    A sample is correct when the rewards whose role is ``verifier`` accept it (the rule ``rl-reason export``
+    applies, with the roles recorded here in ``traces/run.json``)."""
+    from rl_reason.data.tasks import problem_prompts
+    from rl_reason.export.filters import Verifiers
+
+    funcs = reward_funcs(reward_specs)
+    roles = {name: role for name, _, _, role in funcs}
+    record_reward_roles(traces_dir, roles)
+    verifiers = Verifiers(roles)
+    weights = {name: weight for name, _, weight, _ in funcs}
     gen = generator or Generator(model_path, backend=backend, seed=seed)
-    prompts = [prompt_messages(p["question"], system_prompt if system_prompt is not None else SYSTEM_PROMPT) for p in problems]
+    prompts = problem_prompts(problems, system_prompt)
     samples = gen(prompts, max_new_tokens=max_new_tokens, num_samples=num_samples, temperature=temperature,
                   top_p=top_p, batch_size=batch_size, seed=seed, desc="sampling")
-    per_func, weights = score_samples(samples, prompts, problems, reward_specs)
+    per_func = score_samples(samples, prompts, problems, funcs)
     run_id = run_id or f"sample-{uuid.uuid4().hex[:8]}"
     sampling = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "n": num_samples,
                 "seed": seed, "backend": gen.backend}
@@ -131,7 +107,7 @@ def sample_traces(
             rewards = {name: values[i] for name, values in per_func.items()}
             valid = [(v, weights[n]) for n, v in rewards.items() if v is not None]
             total = sum(v * w for v, w in valid) if valid else None
-            if rewards.get("accuracy_reward") == 1.0 or rewards.get("code_reward") == 1.0:
+            if verifiers.verdict({"rewards": rewards}):
                 correct += 1
                 solved.add(s.prompt_index)
             problem = problems[s.prompt_index]
@@ -157,4 +133,5 @@ def sample_traces(
                 }
             )
         shard = writer.path
-    return {"samples": len(samples), "correct": correct, "prompts": len(problems), "solved": len(solved), "shard": str(shard)}
+    return {"samples": len(samples), "correct": correct, "prompts": len(problems), "solved": len(solved),
+            "shard": str(shard)}

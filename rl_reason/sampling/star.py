@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+# Each round's fine-tune (``sft``: SFTConfig fields) on top of these and ``rl_reason.distill.sft_config``'s.
 DEFAULT_SFT = {
     "max_steps": 100,
     "learning_rate": 1e-3,
@@ -23,17 +24,17 @@ DEFAULT_SFT = {
 }
 
 
-def sft_config(output_dir: Path, overrides: dict, seed: int = 0):
-    from trl import SFTConfig
+def star_problems(data: str, eval_data: str | None, *, num_problems: int, num_eval: int, seed: int = 0,
+                  where: str = "star") -> tuple[list[dict], list[dict]]:
+    """(training, held-out) problems; with both procedural (the default), no held-out question is trained on."""
+    from rl_reason.data.load import load_problems
 
-    from rl_reason.preflight import cpu_defaults
-
-    kwargs = {
-        "output_dir": str(output_dir), "assistant_only_loss": True, "activation_checkpointing": False,
-        "save_strategy": "no", "report_to": "none", "logging_steps": 25, "seed": seed, "disable_tqdm": True,
-        **cpu_defaults(), **DEFAULT_SFT, **overrides,
-    }
-    return SFTConfig(**kwargs)
+    train = load_problems(data, split="train", num_problems=num_problems, seed=seed, where=where)
+    heldout = load_problems(eval_data or "addition", split="heldout", num_problems=num_eval, seed=seed, where=where)
+    if data == "addition" and eval_data is None:
+        seen = {p["question"] for p in heldout}
+        train = [p for p in train if p["question"] not in seen]
+    return train, heldout
 
 
 def star(
@@ -55,11 +56,10 @@ def star(
     log: Callable[[str], None] = print,
 ) -> list[dict]:
     """Run ``rounds`` of sample → export → distill → eval; returns one dict per round (round 0: the start)."""
-    from rl_reason.distill import load_messages
-    from rl_reason.sampling.evaluate import evaluate
+    from rl_reason.distill import load_messages, run_sft, sft_config
     from rl_reason.export.pipeline import ExportOptions, export
+    from rl_reason.sampling.evaluate import evaluate
     from rl_reason.sampling.sample import sample_traces
-    from rl_reason.sft import run_sft
 
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
@@ -69,22 +69,29 @@ def star(
     opts = export_options or ExportOptions(min_reward=None, correct_only=True, select="all")
     current = Path(model_path)
     start = time.time()
-    report = [{"round": 0, "model": str(current), "accuracy": evaluate(current, heldout, max_new_tokens=max_new_tokens, backend=backend).accuracy}]
+
+    def accuracy(model: Path) -> float:
+        return evaluate(model, heldout, max_new_tokens=max_new_tokens, backend=backend).accuracy
+
+    report = [{"round": 0, "model": str(current), "accuracy": accuracy(current)}]
     log(f"[star] round 0: held-out accuracy {report[0]['accuracy']:.3f} ({current})")
     for r in range(1, rounds + 1):
         rdir = out / f"round-{r}"
         sampled = sample_traces(
             current, train_problems, rdir / "traces", reward_specs=list(reward_specs), num_samples=num_samples,
-            temperature=temperature, max_new_tokens=max_new_tokens, seed=seed + r, run_id=f"star-round-{r}", backend=backend,
+            temperature=temperature, max_new_tokens=max_new_tokens, seed=seed + r, run_id=f"star-round-{r}",
+            backend=backend,
         )
         stats = export(rdir / "traces", rdir / "export", options=opts)
         entry = {"round": r, "sampled": sampled["samples"], "correct": sampled["correct"], "solved": sampled["solved"],
                  "exported": stats.kept}
         if stats.kept == 0:
-            entry.update(model=str(current), accuracy=report[-1]["accuracy"], note="nothing to train on; model unchanged")
+            entry.update(model=str(current), accuracy=report[-1]["accuracy"],
+                         note="nothing to train on; model unchanged")
         else:
-            current = run_sft(base, load_messages(rdir / "export"), sft_config(rdir / "model", sft or {}, seed))
-            entry.update(model=str(current), accuracy=evaluate(current, heldout, max_new_tokens=max_new_tokens, backend=backend).accuracy)
+            args = sft_config(rdir / "model", {**DEFAULT_SFT, **(sft or {})}, seed)
+            current = run_sft(base, load_messages(rdir / "export"), args)
+            entry.update(model=str(current), accuracy=accuracy(current))
         entry["seconds"] = round(time.time() - start, 1)
         report.append(entry)
         log(f"[star] round {r}: {entry['correct']}/{entry['sampled']} samples correct, exported {entry['exported']}, "

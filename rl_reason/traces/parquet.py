@@ -33,9 +33,11 @@ TYPED = {
 }
 SCHEMA = pa.schema(
     [pa.field(k, t) for k, t in TYPED.items()]
-    + [pa.field("prompt", pa.string()), pa.field("rewards", pa.map_(pa.string(), pa.float64())), pa.field("extra", pa.string())]
+    + [pa.field("prompt", pa.string()), pa.field("rewards", pa.map_(pa.string(), pa.float64())),
+       pa.field("extra", pa.string())]
 )
-_JSON_AS_TEXT = {"answer", "id", "run_id", "group", "source"}  # may be numbers in some datasets: kept as text + type tag
+# May be numbers in some datasets: kept as text, with a type tag.
+_JSON_AS_TEXT = {"answer", "id", "run_id", "group", "source"}
 
 
 def record_to_row(record: dict) -> dict:
@@ -52,12 +54,16 @@ def record_to_row(record: dict) -> dict:
             row[key] = value
         elif key == "prompt":
             row["prompt"] = json.dumps(value, ensure_ascii=False)
-        elif key == "rewards" and isinstance(value, dict) and all(v is None or isinstance(v, (int, float)) for v in value.values()):
+        elif key == "rewards" and _numbers_by_name(value):
             row["rewards"] = [(k, None if v is None else float(v)) for k, v in value.items()]
         else:
             extra[key] = value
     row["extra"] = json.dumps(extra, ensure_ascii=False) if extra else None
     return row
+
+
+def _numbers_by_name(value) -> bool:
+    return isinstance(value, dict) and all(v is None or isinstance(v, (int, float)) for v in value.values())
 
 
 def row_to_record(row: dict) -> dict:

@@ -43,7 +43,8 @@ def follow_launcher(poll_s: float = POLL_S) -> bool:
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(poll_s)
-        print(f"rank {os.environ.get('RANK', '?')}: the launcher (pid {parent}) is gone; stopping", file=sys.stderr, flush=True)
+        print(f"rank {os.environ.get('RANK', '?')}: the launcher (pid {parent}) is gone; stopping",
+              file=sys.stderr, flush=True)
         if os.getpgrp() == os.getpid():  # our own group: our children go with us
             os.killpg(os.getpid(), signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)

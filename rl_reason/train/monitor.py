@@ -1,7 +1,7 @@
 """Run monitoring beyond TRL's metrics: the W&B traces table and the run's W&B address.
 
-The per-step health and timing metrics live in ``rl_reason.train.trainer`` (they have to be measured
-inside the rollout); this module holds what only talks to W&B.
+The per-step health and timing metrics are measured inside the rollout (``rl_reason.train.trainer``,
+``rl_reason.train.health``); this module holds what only talks to W&B.
 """
 
 from __future__ import annotations
@@ -59,16 +59,19 @@ class WandbTracesTable(TrainerCallback):
 
         sample = self.rng.sample(records, min(self.rows, len(records)))
         names = sorted({name for r in sample for name in r["rewards"]})
-        columns = ["step", "prompt", "completion", "answer", "reward", "advantage", *names, "completion_tokens", "truncated"]
+        columns = ["step", "prompt", "completion", "answer", "reward", "advantage", *names,
+                   "completion_tokens", "truncated"]
         table = wandb.Table(columns=columns)
         for r in sample:
             table.add_data(
                 r["step"], _text(r["prompt"]), r["completion"], None if r["answer"] is None else str(r["answer"]),
-                r["reward"], r["advantage"], *(r["rewards"].get(n) for n in names), r["completion_tokens"], r["truncated"],
+                r["reward"], r["advantage"], *(r["rewards"].get(n) for n in names), r["completion_tokens"],
+                r["truncated"],
             )
-        # No explicit step: the Trainer's WandbCallback owns the step counter, and a smaller one
-        # would make wandb drop the row.
-        run.log({"traces": table})
+        # No wandb step (the Trainer's WandbCallback owns that counter; a smaller one is dropped), but the
+        # x-axis value: WandbCallback plots everything against train/global_step, and a row without it
+        # takes the last one logged, which on_step_end precedes: the table would land one step early.
+        run.log({"traces": table, "train/global_step": state.global_step})
 
 
 def _wandb_run(args, state):
@@ -87,4 +90,5 @@ def _text(prompt) -> str:
 
 def monitoring_callbacks(recipe, trainer) -> list:
     """Callbacks ``rl_reason.train.run`` adds to every GRPO run."""
-    return [WandbRunInfo(recipe.raw), WandbTracesTable(trainer, recipe.wandb.table_every, recipe.wandb.table_rows, seed=recipe.args.seed)]
+    table = WandbTracesTable(trainer, recipe.wandb.table_every, recipe.wandb.table_rows, seed=recipe.args.seed)
+    return [WandbRunInfo(recipe.raw), table]

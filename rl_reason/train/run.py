@@ -15,17 +15,16 @@ from pathlib import Path
 from accelerate import PartialState
 from transformers import AutoTokenizer
 
-from rewards.registry import get_reward, required_columns
+from rewards.registry import func_name, get_reward, required_columns, role_of
 from rl_reason.config import ConfigError, Recipe, load_recipe
 from rl_reason.data.load import train_dataset
-from rl_reason.train.monitor import monitoring_callbacks
+from rl_reason.data.tiny import recipe_model_path
 from rl_reason.preflight import check_mixed_precision, check_model_path, check_output_dir, check_vllm, cpu_defaults
-from rl_reason.train.run_lock import RunLock, RunLocked, describe
-from rl_reason.data.tiny import build_tiny
-from rl_reason.traces.schema import shard_path
-from rl_reason.traces.schema import write_run_info
+from rl_reason.traces.schema import shard_path, write_run_info, write_traces_location
 from rl_reason.traces.writer import TraceWriter, rewind_shard
-from rl_reason.train.trainer import TracingGRPOTrainer, load_trace_counters
+from rl_reason.train.monitor import monitoring_callbacks
+from rl_reason.train.run_lock import RunLock, RunLocked, describe
+from rl_reason.train.trainer import TracingGRPOTrainer, advantage_mode_error, load_trace_counters
 from rl_reason.wandb_env import default_mode
 
 
@@ -42,6 +41,10 @@ def load_train_recipe(path, overrides=(), defaults: dict | None = None) -> Recip
 
     recipe = load_recipe(path, overrides, args_class=GRPOConfig, defaults={**cpu_defaults(), **(defaults or {})})
     check_mixed_precision(recipe.args, recipe.source)
+    # Traces record the advantage TRL optimises; a mode whose advantage they cannot record is refused.
+    error = advantage_mode_error(recipe.args.multi_objective_aggregation, recipe.args.scale_rewards)
+    if error:
+        raise ConfigError(f"{recipe.source}: {error}")
     return recipe
 
 
@@ -97,16 +100,14 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
 def _train(recipe: Recipe, resume: bool, dataset, reward_funcs, output_dir: Path) -> TrainResult:
     args = recipe.args
     # 2. The model: the embedded tiny one is built once and then loaded by path like any other.
-    model_path = recipe.model.name_or_path
-    if model_path == "tiny":
-        model_path = str(output_dir / "base_model")
-        # One writer per node; the other ranks wait, then load the same files.
-        with PartialState().local_main_process_first():
-            if not (Path(model_path) / "config.json").exists():
-                build_tiny(model_path, size=recipe.model.size, seed=recipe.model.seed)
+    # One writer per node; the other ranks wait, then load the same files.
+    with PartialState().local_main_process_first():
+        model = recipe.model
+        model_path = recipe_model_path(model.name_or_path, output_dir, size=model.size, seed=model.seed)
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     setup_wandb(recipe)
+    roles = reward_roles(recipe, reward_funcs)
 
     # 3. Traces: one shard per rank, appended across resumes.
     checkpoint = _last_checkpoint(output_dir) if resume else None
@@ -125,7 +126,8 @@ def _train(recipe: Recipe, resume: bool, dataset, reward_funcs, output_dir: Path
         if checkpoint:
             counters = load_trace_counters(checkpoint, rank, writer.path, writer.run_id)
         if PartialState().is_main_process:
-            _write_run_metadata(traces_dir, writer.run_id, recipe, tokenizer, model_path)
+            _write_run_metadata(traces_dir, writer.run_id, recipe, tokenizer, model_path, roles)
+            write_traces_location(output_dir, traces_dir)  # for `rl-reason report`, wherever traces.dir put them
 
     trainer = TracingGRPOTrainer(
         model=model_path,
@@ -135,6 +137,7 @@ def _train(recipe: Recipe, resume: bool, dataset, reward_funcs, output_dir: Path
         processing_class=tokenizer,
         trace_writer=writer,
         trace_counters=counters,
+        reward_roles=roles,
     )
     for callback in monitoring_callbacks(recipe, trainer):
         trainer.add_callback(callback)
@@ -172,22 +175,32 @@ def hold_output_dir(output_dir: Path, where: str) -> RunLock | None:
     return lock
 
 
-def _write_run_metadata(traces_dir: Path, run_id: str, recipe: Recipe, tokenizer, model_path: str) -> None:
+def reward_roles(recipe: Recipe, reward_funcs) -> dict[str, str]:
+    """``{name TRL logs the function under: role}``: the recipe's ``role:``, else the registry's, else the
+    function's own, else verifier (``rewards.registry.role_of``), so a user's ``module:function`` counts."""
+    pairs = zip(recipe.rewards, reward_funcs, strict=True)
+    return {func_name(f): role_of(spec.name, spec.role, f) for spec, f in pairs}
+
+
+def _write_run_metadata(traces_dir: Path, run_id: str, recipe: Recipe, tokenizer, model_path: str,
+                        roles: dict[str, str]) -> None:
     """traces/run.json: what every record of the run shares, written once."""
     import hashlib
     import subprocess
 
     args = recipe.args
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, cwd=Path(__file__).parent).stdout.strip()
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).parent).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         sha = ""
+    init_kwargs = args.model_init_kwargs if isinstance(args.model_init_kwargs, dict) else {}
     meta = {
         "schema": 1,
         "run_id": run_id,
         "git_sha": sha or None,
         "model": model_path,
-        "model_revision": (args.model_init_kwargs or {}).get("revision") if isinstance(args.model_init_kwargs, dict) else None,
+        "model_revision": init_kwargs.get("revision"),
         "chat_template_sha256": hashlib.sha256((tokenizer.chat_template or "").encode()).hexdigest(),
         "sampling": {
             "temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k,
@@ -195,7 +208,9 @@ def _write_run_metadata(traces_dir: Path, run_id: str, recipe: Recipe, tokenizer
             "use_vllm": args.use_vllm,
         },
         "rewards": [r.model_dump() for r in recipe.rewards],
+        "reward_roles": roles,
         "data": recipe.data.model_dump(),
+        "output_dir": str(Path(args.output_dir).resolve()),  # its wandb_run.json, when traces.dir is elsewhere
     }
     write_run_info(traces_dir, meta)
 
