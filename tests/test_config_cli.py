@@ -131,6 +131,41 @@ def test_missing_reward_column_fails_before_model_loads(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+ROLE_REWARDS = """
+def checker(completions, **kwargs):
+    return [1.0 for _ in completions]
+checker.role = "verfier"
+
+
+def shaped(completions, **kwargs):
+    return [0.0 for _ in completions]
+shaped.role = "shaping"
+"""
+
+
+def test_a_reward_role_outside_the_registry_is_one_line_before_anything_loads(tmp_path, monkeypatch, tiny_model_dir):
+    from rl_reason.train.run import preflight
+
+    (tmp_path / "role_rewards.py").write_text(ROLE_REWARDS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    # A typo in a function's own role attribute, then in the recipe's role key: refused, nothing written.
+    proc = run_cli("train", write(tmp_path, base(tmp_path, rewards=[{"name": "role_rewards:checker"}])))
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "unknown reward role 'verfier'" in errors[0], proc.stderr
+    proc = run_cli("train", write(tmp_path, base(tmp_path, rewards=[{"name": "math", "role": "checker"}])))
+    assert proc.returncode == 2 and "rewards[0]" in proc.stderr and "role" in proc.stderr, proc.stderr
+    proc = run_cli("sample", tiny_model_dir, "--output", tmp_path / "traces", "--rewards", "role_rewards:checker")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "unknown reward role 'verfier'" in errors[0], proc.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "traces").exists()
+    # Valid roles pass: the attribute, the recipe's key over it, and the registry's own.
+    rewards = [{"name": "role_rewards:shaped"}, {"name": "role_rewards:checker", "role": "verifier"},
+               {"name": "format"}]
+    recipe = load_train_recipe(write(tmp_path, base(tmp_path, rewards=rewards)))
+    _, _, roles, _ = preflight(recipe)
+    assert roles == {"shaped": "shaping", "checker": "verifier", "think_format_reward": "format"}
+
+
 def test_unwritable_output_dir(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -28,7 +28,11 @@ def reward_funcs(reward_specs) -> list[tuple[str, Callable, float, str]]:
     funcs = []
     for name, weight, kwargs in reward_specs:
         fn = get_reward(name, **kwargs)
-        funcs.append((func_name(fn), fn, weight, role_of(name, func=fn)))
+        try:
+            role = role_of(name, func=fn)
+        except ValueError as exc:  # the function's own ``role`` attribute is not a role
+            raise ConfigError(f"--rewards: {exc}") from None
+        funcs.append((func_name(fn), fn, weight, role))
     return funcs
 
 

@@ -49,16 +49,21 @@ def load_train_recipe(path, overrides=(), defaults: dict | None = None) -> Recip
 
 
 def preflight(recipe: Recipe):
-    """Everything a user can get wrong, before anything heavy: ``(dataset, reward functions, output_dir)``.
+    """Everything a user can get wrong, before anything heavy:
+    ``(dataset, reward functions, their roles, output_dir)``.
 
     ``rl-reason launch`` runs it too, so a mistake ends before any worker starts."""
     check_vllm(recipe.args, recipe.source)
     required = {c for r in recipe.rewards for c in required_columns(r.name)}
     dataset = train_dataset(recipe.data, required, where=recipe.source)
     reward_funcs = [get_reward(r.name, **r.kwargs) for r in recipe.rewards]
+    try:
+        roles = reward_roles(recipe, reward_funcs)
+    except ValueError as exc:  # a user function's own ``role`` attribute outside the registry's roles
+        raise ConfigError(f"{recipe.source}: rewards: {exc}") from None
     if recipe.model.name_or_path != "tiny":
         check_model_path(recipe.model.name_or_path, recipe.source)
-    return dataset, reward_funcs, check_output_dir(recipe.args.output_dir, recipe.source)
+    return dataset, reward_funcs, roles, check_output_dir(recipe.args.output_dir, recipe.source)
 
 
 def setup_wandb(recipe: Recipe) -> None:
@@ -88,16 +93,17 @@ def setup_wandb(recipe: Recipe) -> None:
 
 def train(recipe: Recipe, resume: bool = False) -> TrainResult:
     # 1. Everything a user can get wrong, before anything heavy; then OUTPUT_DIR is this run's alone.
-    dataset, reward_funcs, output_dir = preflight(recipe)
+    dataset, reward_funcs, roles, output_dir = preflight(recipe)
     lock = hold_output_dir(output_dir, recipe.source)
     try:
-        return _train(recipe, resume, dataset, reward_funcs, output_dir)
+        return _train(recipe, resume, dataset, reward_funcs, roles, output_dir)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _train(recipe: Recipe, resume: bool, dataset, reward_funcs, output_dir: Path) -> TrainResult:
+def _train(recipe: Recipe, resume: bool, dataset, reward_funcs, roles: dict[str, str],
+           output_dir: Path) -> TrainResult:
     args = recipe.args
     # 2. The model: the embedded tiny one is built once and then loaded by path like any other.
     # One writer per node; the other ranks wait, then load the same files.
@@ -107,7 +113,6 @@ def _train(recipe: Recipe, resume: bool, dataset, reward_funcs, output_dir: Path
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     setup_wandb(recipe)
-    roles = reward_roles(recipe, reward_funcs)
 
     # 3. Traces: one shard per rank, appended across resumes.
     checkpoint = _last_checkpoint(output_dir) if resume else None
