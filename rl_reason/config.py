@@ -251,3 +251,150 @@ def validate(raw: dict, source: str, args_class) -> Recipe:
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{source}: {str(exc).splitlines()[0]}") from None
     return Recipe(args=args, rewards=rewards, source=source, raw=raw, **sections)
+
+
+# --- rl-reason synthesize ------------------------------------------------------------------------
+
+
+class TeacherSection(_Section):
+    # transformers / vllm: a local model (path or Hub id); openai: the served model's name.
+    backend: Literal["transformers", "vllm", "openai"] = "transformers"
+    model: str
+    base_url: str | None = None  # openai: e.g. http://localhost:8000/v1 (a `vllm serve` or a hosted API)
+    api_key_env: str = "OPENAI_API_KEY"  # the key is read from this environment variable, never the recipe
+    max_concurrency: int = Field(8, ge=1)
+    max_retries: int = Field(3, ge=0)
+    timeout: float = Field(120.0, gt=0)
+    batch_size: int = Field(64, ge=1)  # transformers: sequences per generate call
+
+    @model_validator(mode="after")
+    def _url_for_openai(self):
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("backend 'openai' needs base_url (for example http://localhost:8000/v1)")
+        return self
+
+
+class SynthFilters(_Section):
+    rouge_l_threshold: float = Field(0.7, gt=0.0, le=1.0)  # Self-Instruct's near-copy threshold
+    min_words: int = Field(3, ge=1)  # words as ROUGE-L tokenizes them (letters and digits)
+    max_words: int = Field(150, ge=1)
+    # Self-Instruct's keyword filter (what a text model cannot do) and refusals, case-insensitive regexes.
+    blocked_patterns: list[str] = Field(default_factory=lambda: [
+        r"\bimage\b", r"\bimages\b", r"\bgraph\b", r"\bpicture\b", r"\bdiagram\b", r"\bfigure\b",
+        r"\bas an ai\b", r"\bi (?:cannot|can't|am unable to)\b", r"\bi'm sorry\b", r"\bsorry, but\b",
+    ])
+    decontaminate: list[str] = Field(default_factory=list)  # held-out benchmark files (8-gram overlap)
+    ngram: int = Field(8, ge=1)
+
+
+class SynthVerify(_Section):
+    num_generations: int = Field(4, ge=1)  # math: K teacher solutions per problem
+    min_agreement: float = Field(0.6, ge=0.0, le=1.0)  # the majority answer's share to keep a problem
+    temperature: float = Field(0.7, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_completion_length: int = Field(512, ge=1)
+    min_kill_rate: float = Field(0.5, ge=0.0, le=1.0)  # code: share of mutants the tests must fail
+
+
+class SynthDifficulty(_Section):
+    # None: off. "policy": the recipe's model section. Anything else: a model path or Hub id.
+    model: str | None = None
+    num_generations: int = Field(8, ge=1)
+    temperature: float = Field(1.0, ge=0.0)
+    max_completion_length: int = Field(512, ge=1)
+    min_pass_rate: float = Field(0.1, ge=0.0, le=1.0)
+    max_pass_rate: float = Field(0.9, ge=0.0, le=1.0)
+    system_prompt: str | None = None  # the prompt training will use (None: the task's default)
+
+    @model_validator(mode="after")
+    def _band_in_order(self):
+        if self.min_pass_rate > self.max_pass_rate:
+            raise ValueError(f"min_pass_rate ({self.min_pass_rate}) is above max_pass_rate ({self.max_pass_rate})")
+        return self
+
+
+class SynthCollapse(_Section):
+    min_distinct_2: float = Field(0.0, ge=0.0, le=1.0)  # floor on a round's distinct-bigram ratio; 0: off
+    max_mean_rouge_l: float = Field(1.0, ge=0.0, le=1.0)  # ceiling on mean ROUGE-L to the pool; 1: off
+    action: Literal["stop", "raise_human_share", "warn"] = "stop"
+    human_share_step: float = Field(0.25, gt=0.0, le=1.0)
+
+
+class SynthesizeSection(_Section):
+    task: Literal["math", "code"] = "math"
+    num_problems: int = Field(100, ge=1)  # kept problems to reach
+    max_rounds: int = Field(100, ge=1)
+    requests_per_round: int = Field(32, ge=1)
+    teacher: TeacherSection
+    seeds: str  # JSONL (or any file load_file reads) of human-written problems
+    question_column: str = "question"
+    answer_column: str = "answer"
+    taxonomy: str | None = None  # GLAN YAML: discipline → subject → topics with weights
+    num_examples: int = Field(8, ge=1)  # in-context examples per request (Self-Instruct: 8)
+    human_share: float = Field(0.75, ge=0.0, le=1.0)  # of those, drawn from the seeds (Self-Instruct: 6 of 8)
+    temperature: float = Field(1.0, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_completion_length: int = Field(256, ge=1)
+    system_instructions: list[str] = Field(default_factory=list, min_length=0)  # Orca; empty: the defaults
+    filters: SynthFilters = Field(default_factory=SynthFilters)
+    verify: SynthVerify = Field(default_factory=SynthVerify)
+    difficulty: SynthDifficulty = Field(default_factory=SynthDifficulty)
+    collapse: SynthCollapse = Field(default_factory=SynthCollapse)
+
+
+@dataclasses.dataclass
+class SynthesizeRecipe:
+    output_dir: str
+    seed: int
+    model: ModelSection  # the policy, for difficulty.model: policy
+    synthesize: SynthesizeSection
+    source: str
+    raw: dict
+
+
+def load_synthesize_recipe(path: str | Path, overrides: list[str] = ()) -> SynthesizeRecipe:
+    """A ``rl-reason synthesize`` recipe: ``output_dir``, ``seed``, ``model`` and the ``synthesize`` section."""
+    source = str(path)
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{source}: config file not found")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError:
+        raise ConfigError(f"{source}: not valid YAML") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys to values")
+    for key_path, value, original in parse_overrides(list(overrides)):
+        _apply_override(raw, key_path, value, f"override {original!r}")
+    known = {"output_dir", "seed", "model", "synthesize"}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"{source}: unknown key {key!r}{_did_you_mean(key, known)}")
+    if not raw.get("output_dir"):
+        raise ConfigError(f"{source}: output_dir is required (a recipe key or output_dir=DIR on the command line)")
+    if "synthesize" not in raw:
+        raise ConfigError(f"{source}: the synthesize section is missing")
+    sections = {}
+    for name, model in (("model", ModelSection), ("synthesize", SynthesizeSection)):
+        value = raw.get(name) or {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: section {name!r} must be a mapping")
+        try:
+            sections[name] = model.model_validate(value)
+        except ValidationError as exc:
+            raise ConfigError(f"{source}: {_describe_nested(exc, name)}") from None
+    seed = _check_type("seed", raw.get("seed", 0), int, source)
+    return SynthesizeRecipe(output_dir=str(raw["output_dir"]), seed=seed, source=source, raw=raw, **sections)
+
+
+def _describe_nested(err: ValidationError, prefix: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"] if p != "__root__")
+    where = f"{prefix}.{loc}" if loc else prefix
+    if first["type"] == "extra_forbidden":
+        return f"unknown key '{where}'"
+    if first["type"] == "missing":
+        return f"{where} is required"
+    if first["type"] == "value_error":  # our own validators: their message already says what was wrong
+        return f"{where}: {first['msg'].removeprefix('Value error, ')}"
+    return f"{where}: {first['msg']}, got {first.get('input')!r}"

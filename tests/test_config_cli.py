@@ -29,6 +29,15 @@ def test_every_shipped_recipe_validates(tmp_path):
     recipes = sorted((REPO / "configs").glob("*.yaml"))
     assert recipes, "configs/ has no recipes"
     for path in recipes:
+        if "synthesize" in path.name:
+            from rl_reason.config import load_synthesize_recipe
+            from rl_reason.synthesize.pipeline import preflight
+
+            recipe = load_synthesize_recipe(path, [f"output_dir={tmp_path / path.stem}"])
+            with pytest.MonkeyPatch.context() as mp:
+                mp.chdir(REPO)  # its seeds, taxonomy and benchmark paths are relative to the checkout
+                preflight(recipe)  # every file it names exists and loads
+            continue
         loader = load_distill_recipe if "distill" in path.name else load_train_recipe
         recipe = loader(path, [f"output_dir={tmp_path / path.stem}"])
         assert recipe.args.output_dir == str(tmp_path / path.stem)
@@ -96,7 +105,7 @@ def run_cli_process(*args):
 
 
 def test_cli_help_for_every_command():
-    for command in ["", "train", "export", "distill", "eval", "demo", "launch"]:
+    for command in ["", "synthesize", "train", "export", "distill", "eval", "demo", "launch"]:
         proc = run_cli(*([command] if command else []), "--help")
         assert proc.returncode == 0, proc.stderr
         assert "Usage" in proc.stdout

@@ -23,3 +23,11 @@ def fail(message: str) -> NoReturn:
     """A user error: one ``error:`` line on stderr, exit code 2."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
+
+
+def quiet_datasets() -> None:
+    """No ``datasets`` progress bars: a command's own file loading (eval sets, seeds, the mix) would
+    otherwise print them around its one-line summary or error."""
+    import datasets
+
+    datasets.disable_progress_bars()

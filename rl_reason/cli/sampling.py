@@ -38,7 +38,8 @@ def parse_rewards(spec: str) -> list[tuple[str, float, dict]]:
 
 @app.command()
 def sample(
-    model: Annotated[Path, typer.Argument(help="teacher model directory (save_pretrained format) or Hub id")],
+    model: Annotated[str, typer.Argument(help="teacher model directory (save_pretrained format) or Hub id; "
+                                             "with --backend openai, the model name the endpoint serves")],
     output: Annotated[Path, typer.Option("--output", "-o", help="traces directory to append a shard to")],
     data: Annotated[str, typer.Option(
         help="'addition' (procedural training problems) or a JSONL/Parquet/dataset path")] = "addition",
@@ -51,24 +52,46 @@ def sample(
     top_p: Annotated[float, typer.Option()] = 1.0,
     max_new_tokens: Annotated[int, typer.Option()] = 256,
     rewards: Annotated[str, typer.Option(help="NAME[:WEIGHT],... from the reward registry")] = "math:1.0,format:0.1",
-    backend: Annotated[str, typer.Option(help="transformers | vllm | auto")] = "transformers",
+    backend: Annotated[str, typer.Option(
+        help="transformers | vllm | auto | openai (an OpenAI-compatible HTTP endpoint: needs --base-url)")
+    ] = "transformers",
+    base_url: Annotated[Optional[str], typer.Option(
+        help="--backend openai: the endpoint, e.g. http://127.0.0.1:8000/v1 for `vllm serve MODEL`. It returns "
+             "text, not token ids: traces record completion_ids as null and completion_tokens as the API's count "
+             "with -n 1, else null")] = None,
+    api_key_env: Annotated[Optional[str], typer.Option(
+        help="--backend openai: environment variable holding the API key (default OPENAI_API_KEY; "
+             "when it is unset the key is 'EMPTY', which a local vLLM server accepts)")] = None,
+    max_concurrency: Annotated[Optional[int], typer.Option(
+        help="--backend openai: requests in flight at once, one per problem (default 8)")] = None,
     batch_size: Annotated[int, typer.Option(help="sequences per generate call (transformers)")] = 64,
     system_prompt: Annotated[Optional[str], typer.Option(help="default: the task's <think>/\\boxed prompt")] = None,
     run_id: Annotated[Optional[str], typer.Option(help="run id recorded in the traces")] = None,
     seed: Annotated[int, typer.Option()] = 0,
 ):
-    """Rejection sampling: N samples per problem from a teacher, scored by the rewards, written as traces."""
+    """Rejection sampling: N samples per problem from a teacher, scored by the rewards, written as traces.
+
+    The teacher is a local model (transformers, vLLM) or a model served over HTTP (--backend openai)."""
     from rl_reason.data.load import load_problems
     from rl_reason.preflight import check_model_path
-    from rl_reason.sampling.generation import resolve_backend
+    from rl_reason.sampling.generation import make_generator, resolve_backend
+    from rl_reason.sampling.openai_api import TeacherUnavailable
     from rl_reason.sampling.sample import sample_traces
 
+    endpoint = {"base_url": base_url, "api_key_env": api_key_env, "max_concurrency": max_concurrency}
+    generator = None
     try:
-        check_model_path(str(model), "sample")
+        if backend != "openai":
+            check_model_path(model, "sample")
         specs = parse_rewards(rewards)
-        resolve_backend(backend)
+        resolve_backend(backend, base_url)
         if num_samples < 1:
             raise ConfigError("--num-samples must be at least 1")
+        if backend == "openai":  # the preflight: an unreachable endpoint fails before anything is loaded
+            generator = make_generator(model, backend, seed=seed, **endpoint)
+            generator.check()
+        elif any(v is not None for v in endpoint.values()):
+            raise ConfigError("--base-url, --api-key-env and --max-concurrency are for --backend openai only")
         problems = load_problems(data, split="train", num_problems=num_problems, seed=seed,
                                  question_column=question_column, answer_column=answer_column, limit=limit,
                                  where="sample")
@@ -78,8 +101,8 @@ def sample(
         result = sample_traces(model, problems, output, reward_specs=specs, num_samples=num_samples,
                                temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                                batch_size=batch_size, seed=seed, run_id=run_id, system_prompt=system_prompt,
-                               backend=backend)
-    except ConfigError as exc:  # OUTPUT already records one of these rewards with another role
+                               backend=backend, generator=generator)
+    except (ConfigError, TeacherUnavailable) as exc:  # a reward recorded with another role; the endpoint failed
         fail(str(exc))
     typer.echo(f"{result['correct']} of {result['samples']} samples correct, "
                f"{result['solved']} of {result['prompts']} problems solved -> {result['shard']}")
@@ -159,6 +182,8 @@ def eval_(
 
     try:
         check_model_path(str(model), "eval")
+        if backend == "openai":  # an endpoint's teacher is for sampling; eval measures a local checkpoint
+            raise ConfigError("eval: --backend openai is not supported here: use transformers, vllm or auto")
         resolve_backend(backend)
         if k < 1:
             raise ConfigError(f"eval: --k must be at least 1, got {k}")

@@ -7,15 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rl_reason.cli.app import app, fail
-
-
-def _quiet_datasets() -> None:
-    # The export's own loading (eval sets, the mix, dataset/) would otherwise print progress bars
-    # around the one-line summary or error.
-    import datasets
-
-    datasets.disable_progress_bars()
+from rl_reason.cli.app import app, fail, quiet_datasets
 
 
 @app.command()
@@ -79,7 +71,7 @@ def export(
     from rl_reason.export.pipeline import export as run_export
     from rl_reason.export.publish import export_args, publish
 
-    _quiet_datasets()
+    quiet_datasets()
     opts = ExportOptions(
         min_reward=None if no_min_reward else min_reward, correct_only=correct_only, select=select, k=k,
         include_eval=include_eval, keep_truncated=keep_truncated, check_format=check_format,

@@ -30,17 +30,18 @@ FILTER_DOC = {
 }
 
 
-def histogram(values, bins: int = 10, width: int = 40) -> str:
+def histogram(values, bins: int = 10, width: int = 40, value_range: tuple[float, float] | None = None,
+              digits: int = 1) -> str:
     """A text histogram (Markdown code block), readable on the Hub and in a terminal."""
     if len(values) == 0:
         return "_(no data)_"
     values = np.asarray(values, dtype=float)
-    counts, edges = np.histogram(values, bins=bins)
+    counts, edges = np.histogram(values, bins=bins, range=value_range)
     peak = max(int(counts.max()), 1)
     lines = []
     for c, lo, hi in zip(counts, edges[:-1], edges[1:]):
         bar = "#" * round(width * c / peak)
-        lines.append(f"{lo:9.1f} – {hi:9.1f} | {bar} {c}")
+        lines.append(f"{lo:9.{digits}f} – {hi:9.{digits}f} | {bar} {c}")
     return "```\n" + "\n".join(lines) + "\n```"
 
 

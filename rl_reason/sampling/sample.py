@@ -4,7 +4,11 @@ This is DeepSeek-R1's recipe for SFT data (sample the RL checkpoint, keep what t
 accept) and STaR's inner step. Traces use the training schema with ``mode: "sample"``, so
 ``rl-reason export`` treats them like any other.
 
-The generator backends (transformers, vLLM) are in ``rl_reason.sampling.generation``.
+The generator backends (transformers, vLLM, and an OpenAI-compatible endpoint) are in
+``rl_reason.sampling.generation``. An endpoint returns text, not token ids: its traces record
+``completion_ids`` as null, and ``completion_tokens`` as the API's count when each request asked for
+one completion (``-n 1``), else null (the API counts a request's completions together), so that
+``rl-reason export`` falls back to its word count rather than read a wrong token count.
 """
 
 from __future__ import annotations
@@ -12,12 +16,15 @@ from __future__ import annotations
 import math
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from rl_reason.config import ConfigError
 from rl_reason.sampling.generation import Generator, Sample
 from rl_reason.traces.schema import read_run_info, write_run_info
 from rl_reason.traces.writer import TraceWriter
+
+if TYPE_CHECKING:
+    from rl_reason.sampling.openai_api import OpenAIGenerator
 
 
 def reward_funcs(reward_specs) -> list[tuple[str, Callable, float, str]]:
@@ -43,9 +50,12 @@ def score_samples(samples: list[Sample], prompts: list, problems: list[dict], fu
     for key in sorted(extra):  # e.g. code tests: rewards read the dataset columns they need
         columns[key] = [problems[s.prompt_index].get(key) for s in samples]
     texts = [s.text for s in samples]
+    # None, as TRL never passes, when a backend gave no ids (openai): a length reward then counts characters
+    # rather than read every completion as 0 tokens long.
+    ids = [s.token_ids for s in samples] if all(s.token_ids for s in samples) else None
     return {
-        name: fn(prompts=[prompts[s.prompt_index] for s in samples], completions=texts,
-                 completion_ids=[s.token_ids for s in samples], **columns)
+        name: fn(prompts=[prompts[s.prompt_index] for s in samples], completions=texts, completion_ids=ids,
+                 **columns)
         for name, fn, _, _ in funcs
     }
 
@@ -82,7 +92,7 @@ def sample_traces(
     system_prompt: str | None = None,
     top_p: float = 1.0,
     backend: str = "transformers",
-    generator: Generator | None = None,
+    generator: Generator | OpenAIGenerator | None = None,
 ) -> dict:
     """Sample, score and append traces; returns counts (samples, correct, prompts, solved) and the shard path.
 
@@ -104,6 +114,8 @@ def sample_traces(
     run_id = run_id or f"sample-{uuid.uuid4().hex[:8]}"
     sampling = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "n": num_samples,
                 "seed": seed, "backend": gen.backend}
+    if gen.backend == "openai":
+        sampling["base_url"] = gen.base_url
     solved = set()
     correct = 0
     with TraceWriter(traces_dir, run_id=run_id, shard=f"sample-{run_id}") as writer:
@@ -125,8 +137,8 @@ def sample_traces(
                     "answer": problem["answer"],
                     "rewards": rewards,
                     "reward": None if total is None or math.isnan(total) else total,
-                    "completion_tokens": len(s.token_ids),
-                    "completion_ids": list(s.token_ids),
+                    "completion_tokens": s.num_tokens,
+                    "completion_ids": list(s.token_ids) if s.token_ids else None,
                     "truncated": s.truncated,
                     "finish_reason": "length" if s.truncated else "stop",
                     "id": problem.get("id"),

@@ -1,0 +1,1 @@
+"""Synthesizing problems with verified answers: Self-Instruct, GLAN and Orca-style generation."""
