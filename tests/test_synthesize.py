@@ -266,7 +266,8 @@ GOOD = ("Problem: Return the largest of three integers a, b and c.\nSolution:\n`
 CODE_REPLIES = {  # in this order: the kept one joins the pool, so only near_copy comes after it
     "reference_fails": GOOD.replace("return max(a, b, c)", "return min(a, b, c)"),
     "weak_tests": GOOD.split("Tests:")[0] + "Tests:\n```python\nassert largest(1, 2, 3) is not None or True\n```\n",
-    "weak_tests_type_only": GOOD.split("Tests:")[0] + "Tests:\n```python\nassert isinstance(largest(1, 2, 3), int)\n```\n",
+    "weak_tests_type_only": GOOD.split("Tests:")[0]
+    + "Tests:\n```python\nassert isinstance(largest(1, 2, 3), int)\n```\n",
     "invalid_tests_exit": GOOD.replace("assert largest(1, 2, 3) == 3", "import sys\nsys.exit(0)"),
     "invalid_tests_no_assert": GOOD.split("Tests:")[0] + "Tests:\n```python\nprint(largest(1, 2, 3))\n```\n",
     "unparseable": "def largest(a, b, c):\n    return max(a, b, c)\n",
