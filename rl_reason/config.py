@@ -153,9 +153,15 @@ def _did_you_mean(key: str, options) -> str:
 def _describe(err: ValidationError, prefix: str, model: type[BaseModel]) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"] if p != "__root__")
-    if first["type"] == "extra_forbidden":
-        return f"unknown key '{prefix}.{loc}'{_did_you_mean(loc, model.model_fields)}"
     where = f"{prefix}.{loc}" if loc else prefix
+    if first["type"] == "extra_forbidden":
+        # a nested section's key is suggested from that section's own fields
+        fields = model.model_fields if "." not in loc else {}
+        return f"unknown key '{where}'{_did_you_mean(loc, fields)}"
+    if first["type"] == "missing":
+        return f"{where} is required"
+    if first["type"] == "value_error":  # our own validators: their message already says what was wrong
+        return f"{where}: {first['msg'].removeprefix('Value error, ')}"
     return f"{where}: {first['msg']}, got {first.get('input')!r}"
 
 
@@ -382,19 +388,7 @@ def load_synthesize_recipe(path: str | Path, overrides: list[str] = ()) -> Synth
         try:
             sections[name] = model.model_validate(value)
         except ValidationError as exc:
-            raise ConfigError(f"{source}: {_describe_nested(exc, name)}") from None
+            raise ConfigError(f"{source}: {_describe(exc, name, model)}") from None
     seed = _check_type("seed", raw.get("seed", 0), int, source)
     return SynthesizeRecipe(output_dir=str(raw["output_dir"]), seed=seed, source=source, raw=raw, **sections)
 
-
-def _describe_nested(err: ValidationError, prefix: str) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"] if p != "__root__")
-    where = f"{prefix}.{loc}" if loc else prefix
-    if first["type"] == "extra_forbidden":
-        return f"unknown key '{where}'"
-    if first["type"] == "missing":
-        return f"{where} is required"
-    if first["type"] == "value_error":  # our own validators: their message already says what was wrong
-        return f"{where}: {first['msg'].removeprefix('Value error, ')}"
-    return f"{where}: {first['msg']}, got {first.get('input')!r}"
