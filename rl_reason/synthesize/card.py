@@ -32,7 +32,7 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def stats(plan, state, teacher) -> dict:
+def stats(plan, state) -> dict:
     from rl_reason.synthesize.pipeline import leaf_coverage
 
     s = plan.recipe.synthesize
@@ -50,13 +50,13 @@ def stats(plan, state, teacher) -> dict:
     }
 
 
-def write_dataset(out: Path, plan, state, teacher, final: bool = False) -> Path:
+def write_dataset(out: Path, plan, state, final: bool = False) -> Path:
     task = plan.recipe.synthesize.task
     directory = out / "dataset"
     directory.mkdir(parents=True, exist_ok=True)
     rows = [dataset_row(c, task) for c in state.kept]
     _write_atomic(directory / "train.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    summary = stats(plan, state, teacher)
+    summary = stats(plan, state)
     _write_atomic(directory / "README.md", render_card(plan, state, summary, final))
     _write_atomic(out / "synthesize_stats.json", json.dumps(summary, indent=2) + "\n")
     return directory / "train.jsonl"

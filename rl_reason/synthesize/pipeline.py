@@ -502,11 +502,11 @@ def synthesize(recipe: SynthesizeRecipe, progress: bool = True) -> Result:
         state.round, state.human_share, state.stop_reason = r + 1, metrics["human_share_next"], metrics["stop_reason"]
         bar.update(min(len(state.kept), s.num_problems) - bar.n)
         bar.set_postfix(round=r, kept=metrics["kept"], distinct2=f"{metrics['distinct_2']:.2f}")
-        write_dataset(out, plan, state, teacher)
+        write_dataset(out, plan, state)
     bar.close()
     if state.stop_reason is None and len(state.kept) < s.num_problems:
         state.stop_reason = f"max_rounds ({s.max_rounds}) reached with {len(state.kept)} of {s.num_problems} problems"
-    dataset = write_dataset(out, plan, state, teacher, final=True)
+    dataset = write_dataset(out, plan, state, final=True)
     return Result(out, dataset, len(state.kept), state.round, dict(state.removed), state.stop_reason,
                   teacher.requests_sent)
 
