@@ -60,3 +60,14 @@ def write_recipe():
     """The recipe builder: ``write_recipe(path, model_dir, output_dir, **overrides)`` writes a small GRPO
     recipe on the tiny model (3 steps of 4 prompts' groups, about a second) with ``overrides`` on top."""
     return _write_recipe
+
+
+@pytest.fixture(scope="session")
+def synth_teacher_dir(tmp_path_factory) -> Path:
+    """A small real teacher for the ``rl-reason synthesize`` tests, built once per session: the tiny model
+    fine-tuned with TRL's SFTTrainer on problem requests and solutions of the addition task (about 1,200
+    steps, 8-12 minutes on 2 CPU cores). tests/synth_teacher.py has its corpus and why; tests/test_synth_teacher.py
+    its quality."""
+    from tests.synth_teacher import build_teacher
+
+    return build_teacher(tmp_path_factory.mktemp("synth_teacher") / "model")
