@@ -68,7 +68,7 @@ def synthesized(tmp_path_factory, synth_teacher_dir, warm_start):
         "output_dir": str(root / "out"),
         "seed": 0,
         "synthesize": {
-            "task": "math", "num_problems": 200, "max_rounds": 12, "requests_per_round": 64,
+            "task": "math", "num_problems": 200, "max_rounds": 16, "requests_per_round": 64,
             "teacher": {"model": str(synth_teacher_dir), "batch_size": 128},
             "seeds": str(root / "seeds.jsonl"), "taxonomy": str(TAXONOMY),
             "num_examples": 4, "human_share": 0.5, "temperature": 1.0, "max_completion_length": 16,
@@ -90,10 +90,12 @@ def synthesized(tmp_path_factory, synth_teacher_dir, warm_start):
 def test_kept_problems_carry_correct_references(synthesized):
     rows = synthesized["rows"]
     assert len(rows) >= 150, synthesized["stdout"]
+    # A kept problem outside the oracle's "a+b" (the teacher wrote three terms, or a stray space) counts
+    # as wrong: nothing here vouches for its answer.
     correct = [ground_truth(r["question"]) == r["answer"] for r in rows]
-    print(f"kept {len(rows)}: {sum(correct) / len(rows):.1%} carry the correct answer")
+    outside = sum(ground_truth(r["question"]) is None for r in rows)
+    print(f"kept {len(rows)}: {sum(correct) / len(rows):.1%} carry the correct answer ({outside} not an a+b)")
     assert sum(correct) / len(rows) >= 0.9
-    assert all(ground_truth(r["question"]) is not None for r in rows), "kept a problem that is not one"
 
 
 def test_no_kept_problem_is_a_near_copy(synthesized):
@@ -167,10 +169,10 @@ def test_taxonomy_orca_difficulty_and_card(synthesized):
 
     assert {r["system_instruction"] for r in rows} == set(DEFAULT_SYSTEM_INSTRUCTIONS)
     assert all(r["solution"] and "\\boxed{" in r["solution"] for r in rows)
-    assert all(r["pass_rate"] is not None and r["pass_rate"] <= 0.9 for r in rows)
+    assert all(r["pass_rate"] is not None and 0.1 <= r["pass_rate"] <= 0.9 for r in rows)
     cands = synthesized["candidates"]
     banded = [c for c in cands if c["status"] == "difficulty_band"]
-    assert banded and all(c["pass_rate"] > 0.9 for c in banded)
+    assert banded and all(not 0.1 <= c["pass_rate"] <= 0.9 for c in banded)
     stats = json.loads((out / "synthesize_stats.json").read_text())
     assert stats["removed"] == {k: v for k, v in sorted(_statuses(cands).items()) if k != "kept"}
     assert stats["kept"] == len(rows) == _statuses(cands)["kept"]
