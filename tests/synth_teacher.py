@@ -34,16 +34,16 @@ HELDOUT_SEED, NUM_HELDOUT = 987_654, 200
 SOLUTION_MAX_NEW_TOKENS = 64
 PROBLEM_MAX_NEW_TOKENS = 16
 
-# The fine-tune: phases of one epoch each, batches of 32 drawn at random; measured with tests/test_synth_teacher.py's
-# probes (seed 0). The tokenizer is character-level, so a problem request (its examples) runs to 300 tokens:
-# hence max_length 512.
+# The fine-tune: phases of one epoch each, batches of 32 drawn at random; measured with probes like
+# tests/test_synth_teacher.py's (seed 0). The tokenizer is character-level, so a problem request (its
+# examples) runs to 300 tokens: hence max_length 512.
 # 1. Solutions only, 1,000 steps: greedy 99% on held-out problems. After 625 steps it was 84%, and its
 #    errors (a digit fetched from the wrong column) repeat across samples, so majority votes kept them.
 # 2. Mostly problem requests, solutions rehearsed, at a quarter of the rate: requests valid 96%, on the
-#    requested leaf 78%, solutions unharmed. At 1e-3 with 10% rehearsal solutions fell from 84% to 42%;
-#    requests first and solutions second never got solutions past 12%. In one mixed phase requests hardly
-#    move the model (a reply of a few tokens, and the loss averages over tokens), and batches grouped by
-#    length keep them apart but stall column addition (0% after 560 batches).
+#    requested leaf 74%, solutions unharmed (98%). At 1e-3 with 10% rehearsal, solutions fell from 84%
+#    to 42%; requests first and solutions second never got solutions past 12%. In one mixed phase
+#    requests hardly move the model (a reply of a few tokens, and the loss averages over tokens), and
+#    batches grouped by length keep them apart but stall column addition (0% after 560 batches).
 PHASES = [
     {"num_conversations": 32_000, "request_share": 0.0},
     {"num_conversations": 5_000, "request_share": 0.6, "learning_rate": 5e-4},
@@ -162,8 +162,9 @@ def build_teacher(out_dir, seed: int = 0, phases: list[dict] = PHASES) -> Path:
     out_dir = Path(out_dir)
     model = build_tiny(out_dir.parent / f"{out_dir.name}-base", seed=seed)
     threads = torch.get_num_threads()
-    # One thread: the same floating-point sums, so the same teacher, on any machine (the numbers above
-    # were measured so); on 2 shared cores it is also no slower for a model this small.
+    # One thread: the same floating-point sums whatever the core count, so the same teacher as measured
+    # above (given the same packages and CPU kind); on 2 shared cores it is also no slower for a model
+    # this small.
     torch.set_num_threads(1)
     try:
         for i, phase in enumerate(phases):
