@@ -85,11 +85,30 @@ QUICK = {  # --quick: the same pipeline with tiny budgets, for tests (numbers ar
 }
 
 
-def run_demo(output: str | Path, seed: int = 0, quick: bool = False, report_to: str = "none") -> dict:
+def warm_start(base: Path, output_dir: Path, data: DataSection, held_questions: set[str], seed: int = 0,
+               quick: bool = False, report_to: str = "none") -> Path:
+    """SFT of ``base`` on a sloppy teacher's solutions to procedural problems (none of ``held_questions``)."""
     from datasets import Dataset
 
-    from rl_reason.data.load import procedural_splits
     from rl_reason.data.tasks import make_problems, prompt_messages
+    from rl_reason.distill import run_sft, sft_config
+
+    n_warm = QUICK["warm_problems"] if quick else WARM_START["num_problems"]
+    rows = make_problems(n_warm, seed=seed + 1, min_digits=data.min_digits, max_digits=data.max_digits,
+                         exclude=held_questions, sloppy_rate=WARM_START["sloppy_rate"])
+    dataset = Dataset.from_list([
+        {"messages": prompt_messages(r["question"]) + [{"role": "assistant", "content": r["solution"]}]}
+        for r in rows
+    ])
+    args = dict(WARM_START["args"], report_to=report_to,
+                **({"num_train_epochs": QUICK["warm_epochs"]} if quick else {}))
+    return run_sft(base, dataset, sft_config(output_dir, args, seed))
+
+
+def run_demo(output: str | Path, seed: int = 0, quick: bool = False, report_to: str = "none") -> dict:
+
+    from rl_reason.data.load import procedural_splits
+    from rl_reason.data.tasks import make_problems
     from rl_reason.data.tiny import build_tiny
     from rl_reason.distill import load_messages, run_sft, sft_config
     from rl_reason.export.pipeline import export
@@ -119,18 +138,7 @@ def run_demo(output: str | Path, seed: int = 0, quick: bool = False, report_to: 
     build_tiny(models / "student_base", size="student", seed=seed)
 
     # 2. Warm start on procedural reference solutions (<think> column work, \boxed{answer}).
-    n_warm = QUICK["warm_problems"] if quick else WARM_START["num_problems"]
-    warm_rows = make_problems(
-        n_warm, seed=seed + 1, min_digits=data.min_digits, max_digits=data.max_digits,
-        exclude=held_questions, sloppy_rate=WARM_START["sloppy_rate"],
-    )
-    warm_ds = Dataset.from_list([
-        {"messages": prompt_messages(r["question"]) + [{"role": "assistant", "content": r["solution"]}]}
-        for r in warm_rows
-    ])
-    warm_args = dict(WARM_START["args"], report_to=report_to,
-                     **({"num_train_epochs": QUICK["warm_epochs"]} if quick else {}))
-    run_sft(models / "base", warm_ds, sft_config(models / "warm_start", warm_args, seed))
+    warm_start(models / "base", models / "warm_start", data, held_questions, seed, quick, report_to)
     stage("warm_start")
     warm_acc = accuracy(models / "warm_start")
     print(f"[demo] warm-start accuracy {warm_acc:.3f}")

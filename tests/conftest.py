@@ -66,8 +66,8 @@ def write_recipe():
 def synth_teacher_dir(tmp_path_factory) -> Path:
     """A small real teacher for the ``rl-reason synthesize`` tests, built once per session: the tiny model
     fine-tuned with TRL's SFTTrainer on problem requests and solutions of the addition task (about 1,200
-    steps, 8-12 minutes on 2 CPU cores). tests/synth_teacher.py has its corpus and why; tests/test_synth_teacher.py
-    its quality."""
+    steps; it and the synthesize e2e test took the suite from about 12.5 to 26.5 minutes on 2 idle cores).
+    tests/synth_teacher.py has its corpus and why; tests/test_synth_teacher.py its quality."""
     from tests.synth_teacher import build_teacher
 
     return build_teacher(tmp_path_factory.mktemp("synth_teacher") / "model")

@@ -31,36 +31,31 @@ def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _heldout() -> list[dict]:
+    from rl_reason.config import DataSection
+    from rl_reason.data.load import procedural_splits
+
+    return procedural_splits(DataSection(**DATA))[1]
+
+
 @pytest.fixture(scope="module")
 def warm_start(tmp_path_factory) -> Path:
     """The demo's warm start: SFT on a sloppy teacher's solutions (most forget their carries)."""
-    from datasets import Dataset
-
     from rl_reason.config import DataSection
-    from rl_reason.data.load import procedural_splits
-    from rl_reason.data.tasks import make_problems, prompt_messages
     from rl_reason.data.tiny import build_tiny
-    from rl_reason.demo import WARM_START
-    from rl_reason.distill import run_sft, sft_config
+    from rl_reason.demo import warm_start
 
     root = tmp_path_factory.mktemp("warm")
-    build_tiny(root / "base", seed=0)
-    _, heldout = procedural_splits(DataSection(**DATA))
-    rows = make_problems(WARM_START["num_problems"], seed=1, min_digits=1, max_digits=3,
-                         exclude={p["question"] for p in heldout}, sloppy_rate=WARM_START["sloppy_rate"])
-    ds = Dataset.from_list([{"messages": prompt_messages(r["question"]) + [
-        {"role": "assistant", "content": r["solution"]}]} for r in rows])
-    return run_sft(root / "base", ds, sft_config(root / "warm_start", dict(WARM_START["args"], report_to="none"), 0))
+    base = build_tiny(root / "base", seed=0)
+    return warm_start(base, root / "warm_start", DataSection(**DATA), {p["question"] for p in _heldout()})
 
 
 @pytest.fixture(scope="module")
 def synthesized(tmp_path_factory, synth_teacher_dir, warm_start):
-    from rl_reason.config import DataSection
-    from rl_reason.data.load import procedural_splits
     from rl_reason.data.tasks import make_problems
 
     root = tmp_path_factory.mktemp("synth")
-    _, heldout = procedural_splits(DataSection(**DATA))
+    heldout = _heldout()
     (root / "heldout.jsonl").write_text("".join(json.dumps(p) + "\n" for p in heldout))
     seeds = make_problems(24, seed=77, min_digits=1, max_digits=3, exclude={p["question"] for p in heldout})
     (root / "seeds.jsonl").write_text("".join(json.dumps(s) + "\n" for s in seeds))
@@ -187,8 +182,6 @@ def test_taxonomy_orca_difficulty_and_card(synthesized):
 
 
 def _grpo(root: Path, name: str, warm_start: Path, data: dict, steps: int) -> float:
-    from rl_reason.config import DataSection
-    from rl_reason.data.load import procedural_splits
     from rl_reason.demo import GRPO
     from rl_reason.sampling.evaluate import evaluate
     from rl_reason.train.run import load_train_recipe, train
@@ -198,19 +191,15 @@ def _grpo(root: Path, name: str, warm_start: Path, data: dict, steps: int) -> fl
               "model": {"name_or_path": str(warm_start)}, "data": data, "traces": {"enabled": False}}
     (root / f"{name}.yaml").write_text(yaml.safe_dump(recipe))
     train(load_train_recipe(root / f"{name}.yaml"))
-    _, heldout = procedural_splits(DataSection(**DATA))
-    return evaluate(root / name, heldout, max_new_tokens=GRPO["max_completion_length"]).accuracy
+    return evaluate(root / name, _heldout(), max_new_tokens=GRPO["max_completion_length"]).accuracy
 
 
 def test_grpo_on_synthesized_problems_learns_like_on_procedural(synthesized, warm_start):
-    from rl_reason.config import DataSection
-    from rl_reason.data.load import procedural_splits
     from rl_reason.demo import GRPO
     from rl_reason.sampling.evaluate import evaluate
 
     root = synthesized["root"]
-    _, heldout = procedural_splits(DataSection(**DATA))
-    base = evaluate(warm_start, heldout, max_new_tokens=GRPO["max_completion_length"]).accuracy
+    base = evaluate(warm_start, _heldout(), max_new_tokens=GRPO["max_completion_length"]).accuracy
     steps = 60
     procedural = _grpo(root, "grpo_procedural", warm_start, {**DATA, "num_train": 4000}, steps)
     synthetic = _grpo(root, "grpo_synthetic", warm_start,
