@@ -1,13 +1,15 @@
 """Recipes: YAML files whose top-level keys are TRL argument names, plus the project's sections.
 
 A recipe for ``rl-reason train`` is a flat mapping of ``GRPOConfig`` fields (``learning_rate``,
-``num_generations``, ``report_to`` ...) next to five sections of our own::
+``num_generations``, ``report_to`` ...) next to sections of our own::
 
     model:   {name_or_path: tiny, size: tiny}
     data:    {source: addition, num_train: 2000, ...}
     rewards: [{name: math, weight: 1.0}, {name: format, weight: 0.2}]   # + kwargs, role
     traces:  {enabled: true}
     wandb:   {project: rl-reason, table_every: 50}
+    dynamic_sampling: {enabled: false, max_rounds: 4}
+    curriculum:       {enabled: false, window: 2, floor: 0.1}
 
 ``rl-reason distill`` takes the same shape with ``SFTConfig`` fields. Every key is checked
 before anything heavy starts; a mistake ends in one line that names the key and the file.
@@ -82,11 +84,31 @@ class WandbSection(_Section):
     table_rows: int = Field(16, ge=1)
 
 
+class DynamicSamplingSection(_Section):
+    """DAPO's dynamic sampling: groups whose total reward has no spread teach nothing, so they are dropped
+    from the training batch and more prompts are generated until it is full of groups with signal."""
+
+    enabled: bool = False
+    # Extra generation rounds per step at most; past them the step trains on the groups with signal it has.
+    max_rounds: int = Field(4, ge=0)
+
+
+class CurriculumSection(_Section):
+    """Skip prompts the policy solved every time, or never, in their last ``window`` appearances."""
+
+    enabled: bool = False
+    window: int = Field(2, ge=1)
+    # The chance a prompt that would be skipped is taken anyway, so none is starved forever.
+    floor: float = Field(0.1, ge=0.0, le=1.0)
+
+
 SECTIONS: dict[str, type[BaseModel]] = {
     "model": ModelSection,
     "data": DataSection,
     "traces": TracesSection,
     "wandb": WandbSection,
+    "dynamic_sampling": DynamicSamplingSection,
+    "curriculum": CurriculumSection,
 }
 
 
@@ -100,6 +122,8 @@ class Recipe:
     rewards: list[RewardSpec]
     traces: TracesSection
     wandb: WandbSection
+    dynamic_sampling: DynamicSamplingSection
+    curriculum: CurriculumSection
     source: str  # where it came from, for messages
     raw: dict  # the resolved mapping, logged to W&B
 
@@ -250,6 +274,7 @@ def validate(raw: dict, source: str, args_class) -> Recipe:
         raise ConfigError(f"{source}: reward_weights: set each weight in the rewards section instead")
     if rewards and "reward_weights" in fields:
         args_kwargs["reward_weights"] = [r.weight for r in rewards]
+    _check_sections(sections, args_kwargs, fields, source)
     if not args_kwargs.get("output_dir"):
         raise ConfigError(f"{source}: output_dir is required (a recipe key or output_dir=DIR on the command line)")
     try:
@@ -257,6 +282,16 @@ def validate(raw: dict, source: str, args_class) -> Recipe:
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{source}: {str(exc).splitlines()[0]}") from None
     return Recipe(args=args, rewards=rewards, source=source, raw=raw, **sections)
+
+
+def _check_sections(sections: dict, args_kwargs: dict, fields: dict, source: str) -> None:
+    """Our sections against the trainer's arguments, before the arguments are built (TRL's own checks
+    would otherwise speak first, in its words)."""
+    if sections["dynamic_sampling"].enabled and "num_generations" in fields:
+        n = args_kwargs.get("num_generations", fields["num_generations"].default)
+        if n is not None and n < 2:
+            raise ConfigError(f"{source}: num_generations: dynamic_sampling needs at least 2 completions per "
+                              f"prompt to see a reward spread, got {n}")
 
 
 # --- rl-reason synthesize ------------------------------------------------------------------------

@@ -24,7 +24,12 @@ from rl_reason.traces.schema import shard_path, write_run_info, write_traces_loc
 from rl_reason.traces.writer import TraceWriter, rewind_shard
 from rl_reason.train.monitor import monitoring_callbacks
 from rl_reason.train.run_lock import RunLock, RunLocked, describe
-from rl_reason.train.trainer import TracingGRPOTrainer, advantage_mode_error, load_trace_counters
+from rl_reason.train.trainer import (
+    TracingGRPOTrainer,
+    advantage_mode_error,
+    load_sampling_state,
+    load_trace_counters,
+)
 from rl_reason.wandb_env import default_mode
 
 
@@ -61,6 +66,9 @@ def preflight(recipe: Recipe):
         roles = reward_roles(recipe, reward_funcs)
     except ValueError as exc:  # a user function's own ``role`` attribute outside the registry's roles
         raise ConfigError(f"{recipe.source}: rewards: {exc}") from None
+    if recipe.curriculum.enabled and "verifier" not in roles.values():
+        raise ConfigError(f"{recipe.source}: curriculum: needs a reward with role 'verifier' to tell solved "
+                          f"prompts from unsolved ones; the rewards' roles are {roles}")
     if recipe.model.name_or_path != "tiny":
         check_model_path(recipe.model.name_or_path, recipe.source)
     return dataset, reward_funcs, roles, check_output_dir(recipe.args.output_dir, recipe.source)
@@ -143,6 +151,9 @@ def _train(recipe: Recipe, resume: bool, dataset, reward_funcs, roles: dict[str,
         trace_writer=writer,
         trace_counters=counters,
         reward_roles=roles,
+        dynamic_sampling=recipe.dynamic_sampling,
+        curriculum=recipe.curriculum,
+        sampling_state=load_sampling_state(checkpoint) if checkpoint else None,
     )
     for callback in monitoring_callbacks(recipe, trainer):
         trainer.add_callback(callback)

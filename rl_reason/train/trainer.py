@@ -17,6 +17,7 @@ import json
 import math
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,11 +25,14 @@ import trl
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
+from trl.trainer.utils import RepeatSampler
 
 from rewards.registry import roles_of
 from rl_reason.traces.reader import read_shard
 from rl_reason.traces.writer import TraceWriter
-from rl_reason.train.health import nanstd, rollout_health, weighted_totals
+from rl_reason.train.curriculum import PassRateMemory, PromptStream, prompt_key
+from rl_reason.train.dynamic_sampling import assemble, flat_groups, gather_round, plan, unsupported_keys
+from rl_reason.train.health import all_passed, nanstd, rollout_health, weighted_totals
 
 
 class _FlushTraces(TrainerCallback):
@@ -96,6 +100,35 @@ class _SaveTraceCounters(TrainerCallback):
         tmp.replace(tmp.with_suffix(""))
 
 
+SAMPLING_STATE = "sampling_state.json"
+
+
+class _SaveSamplingState(TrainerCallback):
+    """The prompt pass-rate memory and the prompt stream's position into every checkpoint (every rank
+    holds the same copy, built from gathered data; rank 0 writes it), so a resumed run skips, draws and
+    logs exactly what an uninterrupted one would."""
+
+    def __init__(self, trainer: "TracingGRPOTrainer"):
+        self.trainer = trainer
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        t = self.trainer
+        path = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}" / SAMPLING_STATE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"pass_rates": t.pass_rates.state_dict(),
+                                   "stream": t._stream.state_dict() if t._stream else None}))
+        tmp.replace(path)
+
+
+def load_sampling_state(checkpoint: str | Path) -> dict | None:
+    """A checkpoint's pass-rate memory and prompt stream (None for checkpoints made before they were saved)."""
+    path = Path(checkpoint) / SAMPLING_STATE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def load_trace_counters(checkpoint: str | Path, rank: int, shard: Path, run_id: str) -> dict:
     """This rank's counters at ``checkpoint``; from its (rewound) shard when the checkpoint has none
     (made before counters were saved, or the run died between the checkpoint and its counters)."""
@@ -125,7 +158,7 @@ TRL_HOOKS = {
 }
 # Attributes of a built GRPOTrainer the hooks read (and, for _metrics, append to).
 TRL_ATTRIBUTES = ("_metrics", "reward_weights", "reward_func_names", "num_generations", "num_generations_eval",
-                  "eos_token_ids", "multi_objective_aggregation", "scale_rewards")
+                  "eos_token_ids", "multi_objective_aggregation", "scale_rewards", "_tokenizer")
 _FIX = "rl_reason/train/trainer.py's trace hooks need updating"
 SCALE_EPS = 1e-4  # what TRL adds to the std it divides advantages by
 
@@ -217,12 +250,39 @@ def check_advantages(records: list[dict], advantages: torch.Tensor) -> None:
 # --- the trainer --------------------------------------------------------------------------------
 
 
+class EpochRepeatSampler(RepeatSampler):
+    """TRL's ``RepeatSampler``, whose order a resumed run continues.
+
+    TRL draws each epoch's permutation from one generator seeded once, so a run resumed in epoch k
+    starts over at epoch 0's order. ``set_epoch``, which the Trainer calls before every epoch, replays
+    the generator to epoch k: the order an uninterrupted run has, which is TRL's own."""
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.shuffle and self.seed is not None:
+            self.generator.manual_seed(self.seed)
+            for _ in range(epoch):
+                torch.randperm(self.num_samples, generator=self.generator)
+
+
+@dataclass
+class _Rollout:
+    output: dict  # TRL's, this rank's rows
+    records: list[dict]  # this rank's traces, not yet kept
+    flat: torch.Tensor  # per global group: no reward spread (the same on every rank)
+    tokens: float  # completion tokens generated on all ranks
+
+
 class TracingGRPOTrainer(GRPOTrainer):
     def __init__(self, *args, trace_writer: TraceWriter | None = None, trace_counters: dict | None = None,
-                 reward_roles: dict[str, str] | None = None, recent_traces: int = 64, **kwargs):
+                 reward_roles: dict[str, str] | None = None, recent_traces: int = 64, dynamic_sampling=None,
+                 curriculum=None, sampling_state: dict | None = None, **kwargs):
         """``trace_counters``: a checkpoint's (``load_trace_counters``), continued on resume.
-        ``reward_roles``: ``{reward function name: role}`` (``rewards.registry``); by default the registry's."""
+        ``reward_roles``: ``{reward function name: role}`` (``rewards.registry``); by default the registry's.
+        ``dynamic_sampling``, ``curriculum``: the recipe's sections (``rl_reason.config``); off when None or
+        not enabled. ``sampling_state``: a checkpoint's memory and stream (``load_sampling_state``)."""
         check_trl_hooks()  # before the model loads: a mismatch costs a second
+        self.dynamic_sampling = dynamic_sampling if dynamic_sampling and dynamic_sampling.enabled else None
+        self.curriculum = curriculum if curriculum and curriculum.enabled else None
         super().__init__(*args, **kwargs)
         check_trl_attributes(self)
         error = advantage_mode_error(self.multi_objective_aggregation, self.scale_rewards)
@@ -236,6 +296,7 @@ class TracingGRPOTrainer(GRPOTrainer):
             self._generation_batches = int(trace_counters["generation_batches"])
             trace_writer.written = int(trace_counters["written"])
         self._timers = dict.fromkeys(("generation", "reward", "rollout", "tokens", "checks"), 0.0)
+        self._init_sampling(sampling_state)
         # The latest records of this rank, traces on or off, for the W&B traces table (rl_reason.train.monitor).
         self.recent_traces: deque[dict] = deque(maxlen=recent_traces)
         # Flush before the timer closes the step, so time/step includes the cost of capture.
@@ -243,6 +304,34 @@ class TracingGRPOTrainer(GRPOTrainer):
             self.add_callback(_FlushTraces(trace_writer))
             self.add_callback(_SaveTraceCounters(self))
         self.add_callback(_StepTimer(self))
+        self.add_callback(_SaveSamplingState(self))
+
+    def _init_sampling(self, state: dict | None) -> None:
+        """The pass-rate memory (kept in every run: the pool's pass-rate distribution is logged) and, when
+        dynamic sampling or the curriculum needs prompts of its own, the prompt stream."""
+        window = self.curriculum.window if self.curriculum else 2
+        floor = self.curriculum.floor if self.curriculum else 0.0
+        self.pass_rates = PassRateMemory(window, floor, seed=self.args.seed)
+        self._pool_size = len(self.train_dataset) if hasattr(self.train_dataset, "__len__") else 0
+        self._stream, self._index_keys, self._warned_short = None, {}, False
+        # Token-level tensors TRL makes one value per sequence in these modes.
+        self._sequence_level = set()
+        if self.use_vllm and getattr(self.args, "vllm_importance_sampling_mode", "").startswith("sequence"):
+            self._sequence_level.add("importance_sampling_ratio")
+        if self.dynamic_sampling or self.curriculum:
+            if not hasattr(self.train_dataset, "__getitem__") or not self._pool_size:
+                raise ValueError("dynamic_sampling and curriculum need a map-style (indexable) training set")
+            self._stream = PromptStream(self._pool_size, seed=self.args.seed)
+        if state:
+            self.pass_rates.load_state_dict(state["pass_rates"])
+            if self._stream is not None and state.get("stream"):
+                self._stream.load_state_dict(state["stream"])
+
+    def _get_train_sampler(self, dataset=None):
+        sampler = super()._get_train_sampler(dataset)
+        if type(sampler) is RepeatSampler:
+            sampler.__class__ = EpochRepeatSampler
+        return sampler
 
     def _generate(self, prompts):
         start = time.perf_counter()
@@ -261,40 +350,175 @@ class TracingGRPOTrainer(GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs):
         start = time.perf_counter()
+        if not self.model.training:
+            rollout = self._rollout(inputs)
+            self._keep(rollout.records)
+            self._timers["rollout"] += time.perf_counter() - start
+            return rollout.output
+        keys = self._global_keys(inputs)
+        if self.curriculum is not None:
+            inputs, keys = self._apply_curriculum(inputs, keys)
+        rollout = self._rollout(inputs, keys)
+        if self.dynamic_sampling is None:
+            self._keep(rollout.records)
+            output = rollout.output
+            generated, rounds = rollout.tokens, [rollout]
+        else:
+            output, rounds = self._dynamic_rollout(inputs, rollout)
+            generated = sum(r.tokens for r in rounds)
+        metrics = self._metrics["train"]
+        trained = float(output["num_items_in_batch"])
+        metrics["efficiency/generated_tokens_per_trained_token"].append(generated / trained if trained else math.inf)
+        for key, value in self.pass_rates.pool_stats(self._pool_size).items():
+            metrics[key].append(value)
+        self._timers["rollout"] += time.perf_counter() - start
+        return output
+
+    # -- one generation round --------------------------------------------------------------------
+
+    def _rollout(self, inputs, keys: list[str] | None = None) -> "_Rollout":
+        """TRL's rollout of ``inputs``, its records (not yet written), and which of its groups are flat;
+        in training, each group's pass rate goes into the memory under ``keys`` (one per global row)."""
         self._pending = None
         output = super()._generate_and_score_completions(inputs)
-        self._timers["rollout"] += time.perf_counter() - start
-        if "completion_mask" in output and self.model.training:
-            # Completion tokens generated on all ranks, so tokens/s is the job's throughput.
-            local = output["completion_mask"].sum().float().reshape(1)
-            self._timers["tokens"] += self.accelerator.gather(local).sum().item()
         if self._pending is None:
             raise TRLCouplingError(f"{_trl('_generate_and_score_completions')} no longer calls "
                                    f"_calculate_rewards; {_FIX}")
-        self._after_rollout(output["advantages"])
-        self._pending = None
-        return output
-
-    def _after_rollout(self, advantages: torch.Tensor) -> None:
-        """Records of this rank's completions (kept for the W&B table, written when traces are on),
-        checked against TRL's advantages, and the rollout's health metrics."""
-        _, _, _, completion_ids, rewards_all = self._pending
         mode = "train" if self.model.training else "eval"
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
+        _, _, _, completion_ids, rewards_all = self._pending
         # Over the whole gathered batch, so group statistics cover groups split across ranks.
         totals = weighted_totals(rewards_all, self.reward_weights)
         stats = trl_group_statistics(totals, group_size, self.scale_rewards)
-        records = self._build_records(mode, group_size, totals, stats, advantages)
-        check_advantages(records, advantages)
+        records = self._build_records(mode, group_size, totals, stats, output["advantages"])
+        check_advantages(records, output["advantages"])
+        lengths = self._log_health(mode, rewards_all, totals, group_size, completion_ids)
+        self._pending = None
+        # Every rank decides from rank 0's copy, so no rank can take a different number of rounds.
+        flat = self._broadcast(flat_groups(totals, group_size))
+        tokens = float(lengths.sum())
+        if mode == "train":
+            self._timers["tokens"] += tokens  # every round's, so tokens/s is the job's generation throughput
+            for g, rate in enumerate(self._group_pass_rates(rewards_all, group_size)):
+                self.pass_rates.record(keys[g * group_size], rate)
+        return _Rollout(output, records, flat, tokens)
+
+    def _keep(self, records: list[dict], dropped: dict | None = None) -> None:
+        """Records into the W&B table's window and, traces on, the shard; ``dropped``: {local index: why}."""
+        for i, record in enumerate(records):
+            record["dropped"] = (dropped or {}).get(i)
         self.recent_traces.extend(records)
-        self._log_health(mode, rewards_all, totals, group_size, completion_ids)
         if self.trace_writer is not None:
+            mode = records[0]["mode"] if records else "train"
             for record in records:
                 self.trace_writer.add(record)
             # A counter, not a rate: keep only the latest value so TRL's window average is the count.
             self._metrics[mode]["traces/written"] = [float(self.trace_writer.total)]
             if mode == "eval":
                 self.trace_writer.flush()
+
+    def _group_pass_rates(self, rewards_all: torch.Tensor, group_size: int) -> list[float | None]:
+        """Per global group: the share of its judged completions every verifier passed (None: none judged)."""
+        columns = [i for i, name in enumerate(self.reward_func_names) if self.reward_roles.get(name) == "verifier"]
+        if not columns:
+            return [None] * (rewards_all.size(0) // group_size)
+        passed = all_passed(rewards_all.float().cpu(), columns).view(-1, group_size)
+        rates = torch.nanmean(passed, dim=1)
+        return [None if math.isnan(r) else r for r in rates.tolist()]
+
+    def _broadcast(self, flags: torch.Tensor) -> torch.Tensor:
+        if self.accelerator.num_processes == 1:
+            return flags
+        from accelerate.utils import broadcast
+
+        return broadcast(flags.to(self.accelerator.device, torch.uint8), from_process=0).bool().cpu()
+
+    # -- the prompts of a step: curriculum and dynamic sampling ----------------------------------
+
+    def _global_keys(self, inputs) -> list[str]:
+        """Every global row's prompt key, rank 0's rows first, as TRL lays out the gathered batch."""
+        local = [prompt_key(x["prompt"]) for x in inputs]
+        if self.accelerator.num_processes == 1:
+            return local
+        from accelerate.utils import gather_object
+
+        return gather_object(local)
+
+    def _key_of(self, index: int) -> str:
+        key = self._index_keys.get(index)
+        if key is None:
+            key = self._index_keys[index] = prompt_key(self.train_dataset[index]["prompt"])
+        return key
+
+    def _draw(self) -> int:
+        """The next prompt of the stream the curriculum takes (after 100 refusals, the next one)."""
+        for _ in range(100):
+            index = self._stream.take(1)[0]
+            if self.curriculum is None or self.pass_rates.take(self._key_of(index)):
+                return index
+        return index
+
+    def _local_rows(self, n_local: int, row_of_group) -> list[dict]:
+        """This rank's rows of a global batch whose group ``g`` is ``row_of_group(g)``."""
+        first = self.accelerator.process_index * n_local
+        return [row_of_group(r // self.num_generations, r - first) for r in range(first, first + n_local)]
+
+    def _apply_curriculum(self, inputs, keys: list[str]):
+        """Skip the generation batch's saturated prompts (``PassRateMemory.take``), replacing each with one
+        the curriculum takes from the prompt stream. Every rank decides the same, from the global keys."""
+        group = self.num_generations
+        replaced = {}
+        for g in range(len(keys) // group):
+            if not self.pass_rates.take(keys[g * group]):
+                replaced[g] = self._draw()
+        self._metrics["train"]["curriculum/skipped"].append(float(len(replaced)))
+        if not replaced:
+            return inputs, keys
+        rows = self._local_rows(len(inputs), lambda g, i: self.train_dataset[replaced[g]] if g in replaced
+                                else inputs[i])
+        keys = [self._key_of(replaced[r // group]) if r // group in replaced else k for r, k in enumerate(keys)]
+        return rows, keys
+
+    def _dynamic_rollout(self, inputs, first: "_Rollout"):
+        """More rounds of fresh prompts until ``target`` groups have signal or ``max_rounds`` extra rounds
+        ran, then this rank's share of the planned batch (``rl_reason.train.dynamic_sampling``)."""
+        group, n_local = self.num_generations, len(inputs)
+        target = len(first.flat)
+        rounds = [first]
+        while sum(int((~r.flat).sum()) for r in rounds) < target and len(rounds) <= self.dynamic_sampling.max_rounds:
+            indices = [self._draw() for _ in range(target)]
+            rows = self._local_rows(n_local, lambda g, i: self.train_dataset[indices[g]])
+            keys = [self._key_of(indices[r // group]) for r in range(target * group)]
+            rounds.append(self._rollout(rows, keys))
+        the_plan = plan([r.flat for r in rounds], target)
+        pad = self._tokenizer.pad_token_id
+        for r in rounds:
+            extra = unsupported_keys(r.output)
+            if extra:
+                raise ValueError(f"dynamic_sampling: TRL's rollout returned {extra}, which it cannot regroup "
+                                 "(multimodal or new inputs); turn dynamic_sampling off")
+        gathered = [gather_round(r.output, self.accelerator, pad, self._sequence_level) for r in rounds]
+        rank, world = self.accelerator.process_index, self.accelerator.num_processes
+        output = assemble(gathered, the_plan, group, rank, world, pad, self._sequence_level)
+        loss_mask = output["completion_mask"] * output.get("tool_mask", 1)
+        output["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum().reshape(1)).sum()
+        first_row = rank * n_local
+        for i, r in enumerate(rounds):
+            self._keep(r.records, {j: the_plan.dropped.get((i, (first_row + j) // group))
+                                   for j in range(len(r.records))})
+        kept = len(the_plan.picks) - len(the_plan.masked)
+        metrics = self._metrics["train"]
+        metrics["dynamic_sampling/extra_rounds"].append(float(len(rounds) - 1))
+        metrics["dynamic_sampling/generated_groups"].append(float(len(rounds) * target))
+        metrics["dynamic_sampling/kept_groups"].append(float(kept))
+        metrics["dynamic_sampling/kept_fraction"].append(kept / (len(rounds) * target))
+        metrics["dynamic_sampling/short_groups"].append(float(target - kept))
+        if kept < target and not self._warned_short and self.accelerator.is_main_process:
+            self._warned_short = True
+            print(f"dynamic_sampling: step {self.state.global_step} found {kept} of {target} groups with signal in "
+                  f"{len(rounds)} rounds (max_rounds={self.dynamic_sampling.max_rounds}); training on those. "
+                  "dynamic_sampling/short_groups counts it every step")
+        return output, rounds
 
     def _build_records(self, mode: str, group_size: int, totals: torch.Tensor, stats, advantages) -> list[dict]:
         inputs, prompts, completions, completion_ids, rewards_all = self._pending
@@ -350,6 +574,7 @@ class TracingGRPOTrainer(GRPOTrainer):
                                 lengths=gathered[:, 0], truncated=gathered[:, 1])
         for key, value in health.items():
             self._metrics[mode][key].append(value)
+        return gathered[:, 0]
 
 
 def _none_if_nan(x: float):
