@@ -3,7 +3,8 @@
 Built from the trainer's log history (``RUN_DIR/trainer_state.json``) and the traces (wherever the
 run recorded them, ``rl_reason.traces.schema.traces_location``): reward curves, pass and format rates,
 completion lengths, the fraction of groups with zero reward variance (no learning signal), truncation,
-the step-time split, throughput, verifier timeouts, and the completions the verifiers could not judge.
+dynamic sampling's rounds and kept groups, the curriculum's skips, the prompt pool's pass rates, the step-time
+split, throughput, verifier timeouts, and the completions the verifiers could not judge.
 Plots are PNGs embedded as base64, so the file opens anywhere.
 """
 
@@ -24,6 +25,13 @@ PLOTS = [
     ("Pass and format rate", ["health/pass_rate", "health/format_rate"]),
     ("Completion length (tokens)", ["completions/mean_length", "health/length_p90"]),
     ("No learning signal", ["health/zero_variance_groups", "frac_reward_zero_std", "health/truncated_rate"]),
+    ("Dynamic sampling and curriculum (groups per step)", [
+        "dynamic_sampling/generated_groups", "dynamic_sampling/kept_groups", "dynamic_sampling/short_groups",
+        "dynamic_sampling/extra_rounds", "curriculum/skipped"]),
+    ("Generated tokens per trained token", ["efficiency/generated_tokens_per_trained_token"]),
+    ("Tokens per step", ["efficiency/generated_tokens", "efficiency/trained_tokens"]),
+    ("Prompt pool by pass rate (share of the pool)", ["pool/unseen", "pool/always_solved", "pool/never_solved",
+                                                      "pool/in_between", "pool/mean_pass_rate"]),
     ("Step time split (s)", ["time/step", "time/generation", "time/reward", "time/scoring", "time/update"]),
     ("Throughput (per s)", ["throughput/tokens_per_s", "reward_pool/checks_per_s"]),
     ("Verifier trouble (count per step)", ["math/timeouts", "math/unparseable_gold", "math/no_answer", "code/TLE",
@@ -80,6 +88,8 @@ def _trace_summary(traces_dir: Path) -> tuple[dict, list[dict]]:
         counts[f"mode={r.get('mode')}"] += 1
         if r.get("truncated"):
             counts["truncated"] += 1
+        if r.get("dropped"):
+            counts[f"dropped by dynamic sampling ({r['dropped']})"] += 1
         for name, value in (r.get("rewards") or {}).items():
             if value is None:
                 counts[f"{name} could not judge"] += 1

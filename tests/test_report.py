@@ -94,7 +94,8 @@ def test_wandb_offline_history_has_the_health_metrics(tmp_path, tiny_model_dir, 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     recipe = write_recipe(tmp_path / "recipe.yaml", tiny_model_dir, tmp_path / "run", max_steps=4, report_to="wandb",
-                          run_name="wb")
+                          run_name="wb", dynamic_sampling={"enabled": True, "max_rounds": 1},
+                          curriculum={"enabled": True})
     train(load_train_recipe(recipe, ["wandb.table_every=2", "wandb.table_rows=3"]))
     wandb.finish()
     wandb.teardown()  # shuts wandb-core down, so the run file is complete on disk
@@ -118,7 +119,11 @@ def test_wandb_offline_history_has_the_health_metrics(tmp_path, tiny_model_dir, 
         if record.WhichOneof("record_type") == "run":
             run_ids.add(record.run.run_id)
     for key in ["train/reward", "train/health/pass_rate", "train/health/length_p90", "train/traces/written",
-                "train/time/generation", "train/time/update", "train/throughput/tokens_per_s", "traces/nrows"]:
+                "train/time/generation", "train/time/update", "train/throughput/tokens_per_s", "traces/nrows",
+                "train/dynamic_sampling/extra_rounds", "train/dynamic_sampling/kept_groups",
+                "train/dynamic_sampling/generated_groups", "train/efficiency/generated_tokens",
+                "train/efficiency/trained_tokens",
+                "train/curriculum/skipped", "train/pool/never_solved", "train/pool/mean_pass_rate"]:
         assert key in keys, sorted(keys)
     assert run_ids == {run_info["id"]}
     # table_every=2: the traces table at steps 2 and 4, against the step axis every metric is plotted on.
