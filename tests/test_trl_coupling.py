@@ -74,7 +74,7 @@ def test_a_missing_or_reshaped_attribute_is_named():
     trainer = types.SimpleNamespace(
         _metrics={"train": defaultdict(list), "eval": defaultdict(list)}, reward_weights=torch.ones(1),
         reward_func_names=["r"], num_generations=2, num_generations_eval=2, eos_token_ids=[0],
-        multi_objective_aggregation="sum_then_normalize", scale_rewards="group")
+        multi_objective_aggregation="sum_then_normalize", scale_rewards="group", _tokenizer=None)
     check_trl_attributes(trainer)
     trainer._metrics["eval"] = {}
     with pytest.raises(TRLCouplingError, match=r"GRPOTrainer\._metrics\['eval'\] is no longer a defaultdict of lists"):
