@@ -88,6 +88,20 @@ def test_assemble_gives_every_rank_an_equal_share_of_the_planned_rows(world):
                 assert real.numel() == (4 if row < 200 else 6) and real.eq(row).all()
 
 
+def test_assemble_regroups_vllm_importance_sampling_tensors():
+    r0, r1 = _round(list(range(100, 104)), 2, 3), _round(list(range(200, 204)), 2, 5)
+    for r, width in ((r0, 3), (r1, 5)):
+        r["sampling_per_token_logps"] = r["old_per_token_logps"] + 0.5  # one value per token
+        r["importance_sampling_ratio"] = r["advantages"].unsqueeze(1) * 10  # sequence level: one per row
+    the_plan = plan([torch.tensor([True, False]), torch.tensor([False, True])], 2)
+    out = assemble([r0, r1], the_plan, 2, 0, 1, pad_token_id=0, sequence_level={"importance_sampling_ratio"})
+    assert out["advantages"].long().tolist() == [102, 103, 200, 201]
+    assert out["importance_sampling_ratio"].shape == (4, 1)
+    assert out["importance_sampling_ratio"].squeeze(1).tolist() == [1020, 1030, 2000, 2010]
+    assert out["sampling_per_token_logps"].shape == out["completion_ids"].shape == (4, 5)
+    assert out["sampling_per_token_logps"][0].tolist() == [102.5] * 3 + [0, 0]  # padded past its completion
+
+
 def test_memory_skips_saturated_prompts_with_a_floor():
     memory = PassRateMemory(window=2, floor=0.0)
     for key, rates in {"solved": [1.0, 1.0], "never": [0.0, 0.0], "mixed": [1.0, 0.0], "once": [1.0],
@@ -206,6 +220,14 @@ def test_dynamic_sampling_trains_only_groups_with_signal(tmp_path, tiny_model_di
         assert 0 < h["pool/unseen"] < 1
     assert sum(1 for r in records if r["dropped"] is not None) > 0
     assert len(records) == sum(h["dynamic_sampling/generated_groups"] * 4 for h in history)
+
+    from rl_reason.report import write_report
+
+    page = write_report(result.output_dir, tmp_path / "report.html").read_text()
+    for title in ("Dynamic sampling and curriculum", "Generated tokens per trained token", "Prompt pool by pass rate"):
+        assert f"<figcaption>{title}" in page
+    dropped = sum(1 for r in records if r["dropped"] == ZERO_SPREAD)
+    assert f"dropped by dynamic sampling (zero_spread)</td><td>{dropped}<" in page
 
 
 @pytest.mark.parametrize("max_rounds", [0, 2])

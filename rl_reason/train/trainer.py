@@ -1,5 +1,6 @@
-"""TRL's GRPOTrainer, plus what it does not do: keep every scored completion as a trace, and log
-rollout health (``rl_reason.train.health``) after every rollout, traces on or off.
+"""TRL's GRPOTrainer, plus what it does not do: keep every scored completion as a trace, log
+rollout health (``rl_reason.train.health``) after every rollout, traces on or off, and, when the
+recipe asks, DAPO dynamic sampling and a difficulty curriculum (docs/dynamic_sampling.md).
 
 TRL keeps only the last generation batch per logging step (``_logs`` is a bounded deque), so
 we hook three overridable steps of its rollout: ``_generate`` (timing), ``_calculate_rewards``
@@ -368,7 +369,10 @@ class TracingGRPOTrainer(GRPOTrainer):
             generated = sum(r.tokens for r in rounds)
         metrics = self._metrics["train"]
         trained = float(output["num_items_in_batch"])
-        metrics["efficiency/generated_tokens_per_trained_token"].append(generated / trained if trained else math.inf)
+        metrics["efficiency/generated_tokens"].append(generated)
+        metrics["efficiency/trained_tokens"].append(trained)
+        if trained:  # a step whose groups were all flat trains nothing: the ratio is undefined, not infinite
+            metrics["efficiency/generated_tokens_per_trained_token"].append(generated / trained)
         for key, value in self.pass_rates.pool_stats(self._pool_size).items():
             metrics[key].append(value)
         self._timers["rollout"] += time.perf_counter() - start
@@ -482,6 +486,10 @@ class TracingGRPOTrainer(GRPOTrainer):
     def _dynamic_rollout(self, inputs, first: "_Rollout"):
         """More rounds of fresh prompts until ``target`` groups have signal or ``max_rounds`` extra rounds
         ran, then this rank's share of the planned batch (``rl_reason.train.dynamic_sampling``)."""
+        extra = unsupported_keys(first.output)
+        if extra:  # before any extra round is generated
+            raise ValueError(f"dynamic_sampling: TRL's rollout returned {extra}, which it cannot regroup "
+                             "(multimodal or new inputs); turn dynamic_sampling off")
         group, n_local = self.num_generations, len(inputs)
         target = len(first.flat)
         rounds = [first]
@@ -492,11 +500,6 @@ class TracingGRPOTrainer(GRPOTrainer):
             rounds.append(self._rollout(rows, keys))
         the_plan = plan([r.flat for r in rounds], target)
         pad = self._tokenizer.pad_token_id
-        for r in rounds:
-            extra = unsupported_keys(r.output)
-            if extra:
-                raise ValueError(f"dynamic_sampling: TRL's rollout returned {extra}, which it cannot regroup "
-                                 "(multimodal or new inputs); turn dynamic_sampling off")
         gathered = [gather_round(r.output, self.accelerator, pad, self._sequence_level) for r in rounds]
         rank, world = self.accelerator.process_index, self.accelerator.num_processes
         output = assemble(gathered, the_plan, group, rank, world, pad, self._sequence_level)
