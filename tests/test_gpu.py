@@ -91,3 +91,25 @@ def test_grpo_with_vllm_colocate(tmp_path, tiny_model_dir, write_recipe):
     result = train(load_train_recipe(path))
     assert result.global_step == 2
     assert len(list(read_traces(result.traces_dir))) == 16
+
+
+@needs_vllm
+def test_dynamic_sampling_with_vllm_colocate(tmp_path, tiny_model_dir, write_recipe):
+    """Extra rounds generate through vLLM like the first; the vLLM importance-sampling tensors are regrouped."""
+    from rl_reason.traces.reader import read_traces
+    from rl_reason.train.run import load_train_recipe, train
+
+    path = write_recipe(
+        tmp_path / "recipe.yaml", tiny_model_dir, tmp_path / "run", use_vllm=True, vllm_mode="colocate",
+        vllm_gpu_memory_utilization=0.2, per_device_train_batch_size=16, max_completion_length=16, max_steps=2,
+        bf16=True, rewards=[{"name": "tests.sampling_rewards:easy_even"}],
+        dynamic_sampling={"enabled": True, "max_rounds": 4},
+    )
+    result = train(load_train_recipe(path))
+    assert result.global_step == 2
+    records = list(read_traces(result.traces_dir))
+    for step in range(2):
+        assert sum(1 for r in records if r["step"] == step and r["dropped"] is None) == 16
+    assert any(r["dropped"] for r in records)
+    rounds = [h["dynamic_sampling/extra_rounds"] for h in result.log_history if "dynamic_sampling/extra_rounds" in h]
+    assert rounds and all(r >= 1 for r in rounds)

@@ -28,6 +28,9 @@ Record fields (schema version 1)::
     finish_reason      "stop" (EOS) or "length"
     time               unix time when written
     id, source         dataset row id and source, when present
+    dropped            null when the completion was trained on; with dynamic sampling, "zero_spread" (its
+                       group had no reward spread) or "surplus" (a group with signal the batch did not need).
+                       Added with dynamic sampling (absent in earlier runs; null means the same)
 
     group_mean         mean ``reward`` of the completion's group (TRL's baseline)
     group_std          standard deviation of ``reward`` in the group (Bessel-corrected; null with fewer
