@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -74,6 +75,11 @@ def distill(
     typer.echo(f"done: student in {out}")
 
 
+class DemoTask(str, Enum):
+    math = "math"
+    code = "code"
+
+
 @app.command()
 def demo(
     output: Annotated[Path, typer.Option(
@@ -82,9 +88,15 @@ def demo(
     quick: Annotated[bool, typer.Option(
         "--quick", help="tiny budgets, for smoke tests; the numbers mean nothing")] = False,
     report_to: Annotated[str, typer.Option(help="'none' or 'wandb' (offline without an account)")] = "none",
+    task: Annotated[DemoTask, typer.Option(
+        "--task", help="math: column addition, checked by the math verifier; code: one-line Python functions, "
+        "rewarded by running their tests in the sandbox")] = DemoTask.math,
 ):
     """The R1 pipeline in miniature: tiny model, warm start, GRPO, export, distill, evals."""
-    from rl_reason.demo import run_demo
+    if task is DemoTask.code:
+        from rl_reason.demo_code import run_demo
+    else:
+        from rl_reason.demo import run_demo
 
     try:
         run_demo(output, seed=seed, quick=quick, report_to=report_to)

@@ -6,6 +6,7 @@ Every stage then loads it by path, exactly like a Hugging Face model from the Hu
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
@@ -37,15 +38,18 @@ SIZES = {
 }
 
 
-def _corpus(n: int = 500) -> list[str]:
+def _corpus(n: int = 500, extra: Iterable[str] = ()) -> list[str]:
     texts = [SYSTEM_PROMPT, "user", "assistant", "system", "The answer is"]
     for row in make_problems(n, seed=12345, min_digits=1, max_digits=6):
         texts += [row["question"], row["solution"]]
-    return texts
+    return texts + list(extra)
 
 
-def build_tokenizer(vocab_size: int = 300) -> PreTrainedTokenizerFast:
-    """A byte-level BPE trained on the task's own text, with every digit its own token."""
+def build_tokenizer(vocab_size: int = 300, extra_corpus: Iterable[str] | None = None) -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained on the task's own text, with every digit its own token.
+
+    ``extra_corpus``: more text to learn merges from (another task's, e.g. code), so that text takes
+    fewer tokens; give a larger ``vocab_size`` with it, or its merges crowd out the math task's."""
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
@@ -57,7 +61,7 @@ def build_tokenizer(vocab_size: int = 300) -> PreTrainedTokenizerFast:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_corpus(), trainer=trainer)
+    tok.train_from_iterator(_corpus(extra=extra_corpus or ()), trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         pad_token="<|pad|>",
@@ -100,10 +104,13 @@ def build_model(tokenizer: PreTrainedTokenizerFast, size: str = "tiny", seed: in
     return model
 
 
-def build_tiny(output_dir: str | Path, size: str = "tiny", seed: int = 0) -> Path:
-    """Write a freshly initialised model and tokenizer to ``output_dir``; return the path."""
+def build_tiny(output_dir: str | Path, size: str = "tiny", seed: int = 0,
+               extra_corpus: Iterable[str] | None = None, vocab_size: int = 300) -> Path:
+    """Write a freshly initialised model and tokenizer to ``output_dir``; return the path.
+
+    ``extra_corpus`` and ``vocab_size`` go to ``build_tokenizer`` (the defaults: the math task's tokenizer)."""
     output_dir = Path(output_dir)
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(vocab_size, extra_corpus)
     model = build_model(tokenizer, size=size, seed=seed)
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)
