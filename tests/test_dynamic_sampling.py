@@ -17,7 +17,8 @@ from safetensors.torch import load_file
 
 from rl_reason.traces.reader import read_traces
 from rl_reason.train.curriculum import PassRateMemory, PromptStream, prompt_key
-from rl_reason.train.dynamic_sampling import SURPLUS, ZERO_SPREAD, assemble, flat_groups, plan
+from rl_reason.train.dynamic_sampling import SURPLUS, ZERO_SPREAD, assemble, plan
+from rl_reason.train.health import flat_groups
 
 REPO = Path(__file__).resolve().parents[1]
 ACCELERATE = str(Path(sys.executable).parent / "accelerate")

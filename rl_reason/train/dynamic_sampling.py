@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+
 # TRL's output keys (GRPOTrainer._generate_and_score_completions), by how their rows are padded.
 PROMPT_KEYS = ("prompt_ids", "prompt_mask")  # left-padded
 TOKEN_KEYS = ("completion_ids", "completion_mask", "tool_mask", "old_per_token_logps", "ref_per_token_logps",
@@ -24,17 +25,6 @@ ROW_KEYS = ("advantages",)
 SUPPORTED = {*PROMPT_KEYS, *TOKEN_KEYS, *ROW_KEYS, "num_items_in_batch"}
 
 TRAINED, ZERO_SPREAD, SURPLUS = None, "zero_spread", "surplus"  # a trace's ``dropped``
-
-
-def flat_groups(totals: torch.Tensor, group_size: int) -> torch.Tensor:
-    """Per group: True when its total rewards have no spread (or fewer than two were judged), so every
-    advantage in it is 0. The same test as ``rl_reason.train.health.zero_variance_groups``."""
-    from rl_reason.train.health import nanstd
-
-    if group_size < 2:
-        return torch.ones(totals.numel() // max(group_size, 1), dtype=torch.bool)
-    std = nanstd(totals.view(-1, group_size).float().cpu(), dim=1)
-    return torch.isnan(std) | torch.isclose(std, torch.zeros_like(std))
 
 
 def unsupported_keys(output: dict) -> list[str]:

@@ -45,9 +45,16 @@ def zero_variance_groups(totals: torch.Tensor, group_size: int) -> float:
     ``isclose``), except for groups with fewer than two judged completions: TRL's std is NaN there, so
     it does not count them, while their advantages are all 0, which is what this counts. Under
     ``scale_rewards=batch`` TRL's number is about the whole batch's std, a different question."""
-    std = nanstd(totals.view(-1, group_size), dim=1) if group_size > 1 else torch.zeros(totals.numel() // group_size)
-    flat = torch.isnan(std) | torch.isclose(std, torch.zeros_like(std))
-    return flat.float().mean().item()
+    return flat_groups(totals, group_size).float().mean().item()
+
+
+def flat_groups(totals: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Per group: True when its totals have no spread (or fewer than two were judged), so every advantage
+    in it is 0. Dynamic sampling drops these groups (``rl_reason.train.dynamic_sampling``)."""
+    if group_size < 2:
+        return torch.ones(totals.numel() // max(group_size, 1), dtype=torch.bool)
+    std = nanstd(totals.view(-1, group_size).float().cpu(), dim=1)
+    return torch.isnan(std) | torch.isclose(std, torch.zeros_like(std))
 
 
 def rollout_health(rewards: torch.Tensor, totals: torch.Tensor, group_size: int, names: list[str],

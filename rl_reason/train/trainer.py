@@ -32,8 +32,8 @@ from rewards.registry import roles_of
 from rl_reason.traces.reader import read_shard
 from rl_reason.traces.writer import TraceWriter
 from rl_reason.train.curriculum import PassRateMemory, PromptStream, prompt_key
-from rl_reason.train.dynamic_sampling import assemble, flat_groups, gather_round, plan, unsupported_keys
-from rl_reason.train.health import all_passed, nanstd, rollout_health, weighted_totals
+from rl_reason.train.dynamic_sampling import assemble, gather_round, plan, unsupported_keys
+from rl_reason.train.health import all_passed, flat_groups, nanstd, rollout_health, weighted_totals
 
 
 class _FlushTraces(TrainerCallback):
