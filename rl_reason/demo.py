@@ -4,8 +4,10 @@ build tiny model → warm-start SFT on reference solutions → eval → GRPO →
 sampling from the RL checkpoint → export the successful traces → distill a smaller student →
 eval the student (and its undistilled base).
 
-Every number in ``summary.json`` comes from real generations on the same held-out problems
-with the same (greedy) decoding.
+``run_pipeline`` is that pipeline, once for every task; a task (``MathTask`` here,
+``rl_reason.demo_code.CodeTask``) says what its problems are, how its warm start is taught
+and how its answers are judged. Every number in ``summary.json`` comes from real generations
+on the same held-out problems with the same (greedy) decoding.
 """
 
 from __future__ import annotations
@@ -105,15 +107,54 @@ def warm_start(base: Path, output_dir: Path, data: DataSection, held_questions: 
     return run_sft(base, dataset, sft_config(output_dir, args, seed))
 
 
-def run_demo(output: str | Path, seed: int = 0, quick: bool = False, report_to: str = "none") -> dict:
+class MathTask:
+    """The math demo's task: column additions, judged by the math verifier on the boxed answer."""
 
-    from rl_reason.data.load import procedural_splits
-    from rl_reason.data.tasks import make_problems
-    from rl_reason.data.tiny import build_tiny
+    name = "math"
+    run_name = "demo"
+    grpo, rejection_sampling, distill = GRPO, REJECTION_SAMPLING, DISTILL
+    system_prompt = None  # the data loader's default
+    passed = "correct"  # what a verified sample is, in the log
+
+    def __init__(self, seed: int, quick: bool):
+        self.data = DataSection(**{**DATA, "seed": seed, **({"num_eval": QUICK["num_eval"]} if quick else {})})
+
+    def build_models(self, models: Path, seed: int) -> None:
+        from rl_reason.data.tiny import build_tiny
+
+        build_tiny(models / "base", size="tiny", seed=seed)
+        build_tiny(models / "student_base", size="student", seed=seed)
+
+    def heldout(self) -> list[dict]:
+        from rl_reason.data.load import procedural_splits
+
+        return procedural_splits(self.data)[1]
+
+    def warm_start(self, base: Path, output_dir: Path, held_questions: set[str], seed: int, quick: bool,
+                   report_to: str) -> Path:
+        return warm_start(base, output_dir, self.data, held_questions, seed, quick, report_to)
+
+    def evaluate(self, model_dir: Path, heldout: list[dict]) -> dict[str, float]:
+        from rl_reason.sampling.evaluate import evaluate
+
+        return {"all": evaluate(model_dir, heldout, max_new_tokens=GRPO["max_completion_length"]).accuracy}
+
+    def grpo_data(self, out: Path, seed: int, held_questions: set[str]) -> dict:
+        """The GRPO recipe's ``data`` section (the loader draws the same held-out set and excludes it)."""
+        return {**DATA, "seed": seed, "num_train": 4000, "num_eval": self.data.num_eval}
+
+    def sample_problems(self, n: int, seed: int, held_questions: set[str]) -> list[dict]:
+        from rl_reason.data.tasks import make_problems
+
+        return make_problems(n, seed=seed, min_digits=self.data.min_digits, max_digits=self.data.max_digits,
+                             exclude=held_questions)
+
+
+def run_pipeline(task, output: str | Path, seed: int = 0, quick: bool = False, report_to: str = "none") -> dict:
+    """The R1 pipeline on ``task`` (a ``MathTask`` or ``rl_reason.demo_code.CodeTask``); returns the summary."""
     from rl_reason.distill import load_messages, run_sft, sft_config
     from rl_reason.export.pipeline import export
     from rl_reason.preflight import check_output_dir
-    from rl_reason.sampling.evaluate import evaluate
     from rl_reason.sampling.sample import sample_traces
     from rl_reason.train.run import load_train_recipe, train
 
@@ -126,73 +167,77 @@ def run_demo(output: str | Path, seed: int = 0, quick: bool = False, report_to: 
         timings[name] = round(time.time() - start - sum(timings.values()), 1)
         print(f"[demo] {name} done in {timings[name]} s")
 
-    data = DataSection(**{**DATA, "seed": seed, **({"num_eval": QUICK["num_eval"]} if quick else {})})
-    _, heldout = procedural_splits(data)
+    heldout = task.heldout()
     held_questions = {p["question"] for p in heldout}
+    evals: dict[str, dict[str, float]] = {}
 
-    def accuracy(model_dir: Path) -> float:
-        return evaluate(model_dir, heldout, max_new_tokens=GRPO["max_completion_length"]).accuracy
+    def accuracy(name: str, model_dir: Path) -> float:
+        evals[name] = task.evaluate(model_dir, heldout)
+        families = {k: v for k, v in evals[name].items() if k != "all"}
+        print(f"[demo] {name} accuracy {evals[name]['all']:.3f}" + (f" {json.dumps(families)}" if families else ""))
+        return evals[name]["all"]
 
     # 1. Tiny policy and student, built from code.
-    build_tiny(models / "base", size="tiny", seed=seed)
-    build_tiny(models / "student_base", size="student", seed=seed)
+    task.build_models(models, seed)
 
-    # 2. Warm start on procedural reference solutions (<think> column work, \boxed{answer}).
-    warm_start(models / "base", models / "warm_start", data, held_questions, seed, quick, report_to)
+    # 2. Warm start on the sloppy teacher's solutions.
+    task.warm_start(models / "base", models / "warm_start", held_questions, seed, quick, report_to)
     stage("warm_start")
-    warm_acc = accuracy(models / "warm_start")
-    print(f"[demo] warm-start accuracy {warm_acc:.3f}")
+    warm_acc = accuracy("warm_start", models / "warm_start")
 
     # 3. GRPO from the warm start, through the same recipe path as `rl-reason train`.
-    grpo = dict(GRPO)
+    run_name = f"{task.run_name}-seed{seed}"
     grpo_recipe = {
-        **{k: v for k, v in grpo.items() if k != "rewards"},
+        **{k: v for k, v in task.grpo.items() if k != "rewards"},
         "output_dir": str(out / "grpo"),
         "seed": seed,
-        "max_steps": QUICK["grpo_steps"] if quick else grpo["max_steps"],
+        "max_steps": QUICK["grpo_steps"] if quick else task.grpo["max_steps"],
         "report_to": report_to,
         "model": {"name_or_path": str(models / "warm_start")},
-        "data": {**DATA, "seed": seed, "num_train": 4000, "num_eval": data.num_eval},
-        "rewards": grpo["rewards"],
-        "run_name": f"demo-seed{seed}",
+        "data": task.grpo_data(out, seed, held_questions),
+        "rewards": task.grpo["rewards"],
+        "run_name": run_name,
     }
     (out / "grpo_recipe.yaml").write_text(yaml.safe_dump(grpo_recipe, sort_keys=False))
     result = train(load_train_recipe(out / "grpo_recipe.yaml"))
     stage("grpo")
-    policy_acc = accuracy(out / "grpo")
-    print(f"[demo] policy accuracy {policy_acc:.3f}")
+    policy_acc = accuracy("policy", out / "grpo")
 
-    # 4. Rejection sampling from the RL checkpoint, into the same trace store.
-    n_sample = QUICK["sample_problems"] if quick else REJECTION_SAMPLING["num_problems"]
-    sample_rows = make_problems(n_sample, seed=seed + 2, min_digits=data.min_digits, max_digits=data.max_digits,
-                                exclude=held_questions)
+    # 4. Rejection sampling from the RL checkpoint on fresh problems, into the same trace store (R1's
+    # distillation data), judged by the same rewards.
+    sampling = task.rejection_sampling
+    sample_rows = task.sample_problems(QUICK["sample_problems"] if quick else sampling["num_problems"], seed + 2,
+                                       held_questions)
     sampled = sample_traces(
         out / "grpo", sample_rows, result.traces_dir,
-        reward_specs=[(r["name"], r["weight"], {}) for r in GRPO["rewards"]],
-        num_samples=REJECTION_SAMPLING["num_samples"], temperature=REJECTION_SAMPLING["temperature"],
-        max_new_tokens=GRPO["max_completion_length"], seed=seed, run_id=f"demo-seed{seed}-sample",
+        reward_specs=[(r["name"], r["weight"], {}) for r in task.grpo["rewards"]],
+        num_samples=sampling["num_samples"], temperature=sampling["temperature"],
+        max_new_tokens=task.grpo["max_completion_length"], seed=seed, run_id=f"{run_name}-sample",
+        system_prompt=task.system_prompt,
     )
-    print(f"[demo] rejection sampling: {sampled['correct']} of {sampled['samples']} samples correct")
+    print(f"[demo] rejection sampling: {sampled['correct']} of {sampled['samples']} samples {task.passed}")
     stage("rejection_sampling")
 
-    # 5. Export successful traces and distill the small student on them.
+    # 5. Export the verified-correct traces and distill the small student on them.
     stats = export(result.traces_dir, out / "export", min_reward=1.0, correct_only=True, select="all")
     stage("export")
-    student_base_acc = accuracy(models / "student_base")
-    distill_args = dict(DISTILL, **({"max_steps": QUICK["distill_steps"]} if quick else {}))
+    student_base_acc = accuracy("student_base", models / "student_base")
+    distill_args = dict(task.distill, **({"max_steps": QUICK["distill_steps"]} if quick else {}))
     if stats.kept:
-        student_args = sft_config(models / "student", distill_args, seed)
-        run_sft(models / "student_base", load_messages(out / "export"), student_args)
-        student_acc = accuracy(models / "student")
+        run_sft(models / "student_base", load_messages(out / "export"), sft_config(models / "student", distill_args,
+                                                                                     seed))
+        student_acc = accuracy("student", models / "student")
     else:
         student_acc = student_base_acc
     stage("distill")
 
     summary = {
+        "task": task.name,
         "warm_start_accuracy": warm_acc,
         "policy_accuracy": policy_acc,
         "student_base_accuracy": student_base_acc,
         "student_accuracy": student_acc,
+        "by_family": evals,
         "traces": stats.read,
         "exported": stats.kept,
         "heldout_problems": len(heldout),
@@ -204,7 +249,7 @@ def run_demo(output: str | Path, seed: int = 0, quick: bool = False, report_to: 
         "stage_seconds": timings,
         "wall_seconds": round(time.time() - start, 1),
     }
-    plot_reward_curve(result.log_history, out / "reward_curve.png")
+    plot_reward_curve(result.log_history, out / "reward_curve.png", verifier=task.grpo["rewards"][0]["name"])
     from rl_reason.report import write_report
 
     write_report(out / "grpo", out / "report.html")
@@ -213,7 +258,12 @@ def run_demo(output: str | Path, seed: int = 0, quick: bool = False, report_to: 
     return summary
 
 
-def plot_reward_curve(log_history: list[dict], path: Path) -> None:
+def run_demo(output: str | Path, seed: int = 0, quick: bool = False, report_to: str = "none") -> dict:
+    return run_pipeline(MathTask(seed, quick), output, seed, quick, report_to)
+
+
+def plot_reward_curve(log_history: list[dict], path: Path, verifier: str = "math") -> None:
+    """The weighted reward and the verifier's reward (``verifier``: a registry name) per logged GRPO step."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -221,7 +271,7 @@ def plot_reward_curve(log_history: list[dict], path: Path) -> None:
 
     from rewards.registry import REWARDS
 
-    verifier = REWARDS["math"].func_name  # the demo's verifier, under the name TRL logs it by
+    verifier = REWARDS[verifier].func_name  # under the name TRL logs it by
     key = f"rewards/{verifier}/mean"
     points = [(h["step"], h["reward"]) for h in log_history if "reward" in h]
     acc = [(h["step"], h[key]) for h in log_history if key in h]

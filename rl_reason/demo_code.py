@@ -1,8 +1,9 @@
-"""``rl-reason demo --task code``: the R1 pipeline of ``rl_reason.demo`` on a code task, rewarded by the sandbox.
+"""``rl-reason demo --task code``: ``rl_reason.demo``'s pipeline on a code task, rewarded by the sandbox.
 
 build tiny model → warm-start SFT on a sloppy teacher's programs → eval → GRPO rewarded only by running
 the tests → eval → rejection sampling from the RL checkpoint → export the verified-correct traces →
-distill a smaller student → eval the student (and its undistilled base).
+distill a smaller student → eval the student (and its undistilled base). ``CodeTask`` is what differs
+from the math demo; ``rl_reason.demo.run_pipeline`` runs it.
 
 Every number in ``summary.json`` is held-out pass@1: a greedy program per problem, run by the sandbox on
 that problem's tests, counted when it passes them all.
@@ -11,12 +12,10 @@ that problem's tests, counted when it passes them all.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
-import yaml
-
 from rl_reason.data.code_tasks import SYSTEM_PROMPT
+from rl_reason.demo import QUICK, run_pipeline
 
 # The task (rl_reason.data.code_tasks): one-line functions in three families, each with an edge case
 # (the last term of 1..n, inclusive bounds, x == 0). The warm-start teacher forgets the edge case in
@@ -76,15 +75,6 @@ DISTILL = {
     "max_length": 128,
     "save_strategy": "no",
     "report_to": "none",
-}
-
-QUICK = {  # --quick: every stage with tiny budgets, for tests (the numbers are not meaningful)
-    "warm_problems": 64,
-    "warm_epochs": 1,
-    "grpo_steps": 2,
-    "num_eval": 16,
-    "sample_problems": 16,
-    "distill_steps": 4,
 }
 
 
@@ -147,111 +137,50 @@ def write_jsonl(rows: list[dict], path: Path) -> Path:
     return path
 
 
+class CodeTask:
+    """The code demo's task: one-line Python functions (``rl_reason.data.code_tasks``), judged by their tests."""
+
+    name = "code"
+    run_name = "demo-code"
+    grpo, rejection_sampling, distill = GRPO, REJECTION_SAMPLING, DISTILL
+    system_prompt = SYSTEM_PROMPT
+    passed = "pass every test"
+
+    def __init__(self, seed: int, quick: bool):
+        self.seed, self.num_eval = seed, QUICK["num_eval"] if quick else NUM_EVAL
+
+    def build_models(self, models: Path, seed: int) -> None:
+        """The policy and the student, with a tokenizer that has seen code."""
+        from rl_reason.data.code_tasks import corpus
+        from rl_reason.data.tiny import build_tiny
+
+        for name, size in (("base", "tiny"), ("student_base", "student")):
+            build_tiny(models / name, size=size, seed=seed, extra_corpus=corpus(), **TOKENIZER)
+
+    def heldout(self) -> list[dict]:
+        from rl_reason.data.code_tasks import EVAL_SEED_OFFSET, make_problems
+
+        return make_problems(self.num_eval, seed=self.seed + EVAL_SEED_OFFSET)
+
+    def warm_start(self, base: Path, output_dir: Path, held_questions: set[str], seed: int, quick: bool,
+                   report_to: str) -> Path:
+        return warm_start(base, output_dir, held_questions, seed, quick, report_to)
+
+    def evaluate(self, model_dir: Path, heldout: list[dict]) -> dict[str, float]:
+        return pass_at_1(model_dir, heldout)
+
+    def grpo_data(self, out: Path, seed: int, held_questions: set[str]) -> dict:
+        """A JSONL file of problems (question, tests, ...), as a user's code dataset would be."""
+        from rl_reason.data.code_tasks import make_problems
+
+        rows = make_problems(NUM_TRAIN, seed=seed, exclude=held_questions)
+        return {"source": str(write_jsonl(rows, out / "grpo_train.jsonl")), "system_prompt": SYSTEM_PROMPT}
+
+    def sample_problems(self, n: int, seed: int, held_questions: set[str]) -> list[dict]:
+        from rl_reason.data.code_tasks import make_problems
+
+        return make_problems(n, seed=seed, exclude=held_questions)
+
+
 def run_demo(output: str | Path, seed: int = 0, quick: bool = False, report_to: str = "none") -> dict:
-    from rl_reason.data.code_tasks import EVAL_SEED_OFFSET, corpus, make_problems
-    from rl_reason.data.tiny import build_tiny
-    from rl_reason.demo import plot_reward_curve, print_summary
-    from rl_reason.distill import load_messages, run_sft, sft_config
-    from rl_reason.export.pipeline import export
-    from rl_reason.preflight import check_output_dir
-    from rl_reason.sampling.sample import sample_traces
-    from rl_reason.train.run import load_train_recipe, train
-
-    start = time.time()
-    out = check_output_dir(output, "demo")
-    models = out / "models"
-    timings: dict[str, float] = {}
-
-    def stage(name):
-        timings[name] = round(time.time() - start - sum(timings.values()), 1)
-        print(f"[demo] {name} done in {timings[name]} s")
-
-    num_eval = QUICK["num_eval"] if quick else NUM_EVAL
-    heldout = make_problems(num_eval, seed=seed + EVAL_SEED_OFFSET)
-    held_questions = {p["question"] for p in heldout}
-    evals: dict[str, dict[str, float]] = {}
-
-    def accuracy(name: str, model_dir: Path) -> float:
-        evals[name] = pass_at_1(model_dir, heldout)
-        print(f"[demo] {name} pass@1 {evals[name]['all']:.3f} " + json.dumps(evals[name]))
-        return evals[name]["all"]
-
-    # 1. Tiny policy and student, built from code, with a tokenizer that has seen code.
-    for name, size in (("base", "tiny"), ("student_base", "student")):
-        build_tiny(models / name, size=size, seed=seed, extra_corpus=corpus(), **TOKENIZER)
-
-    # 2. Warm start on the sloppy teacher's programs.
-    warm_start(models / "base", models / "warm_start", held_questions, seed, quick, report_to)
-    stage("warm_start")
-    warm_acc = accuracy("warm_start", models / "warm_start")
-
-    # 3. GRPO from the warm start, through the same recipe path as `rl-reason train`; the data are a
-    # JSONL file (question, tests, ...), as a user's code dataset would be.
-    train_rows = make_problems(NUM_TRAIN, seed=seed, exclude=held_questions)
-    grpo_recipe = {
-        **{k: v for k, v in GRPO.items() if k != "rewards"},
-        "output_dir": str(out / "grpo"),
-        "seed": seed,
-        "max_steps": QUICK["grpo_steps"] if quick else GRPO["max_steps"],
-        "report_to": report_to,
-        "model": {"name_or_path": str(models / "warm_start")},
-        "data": {"source": str(write_jsonl(train_rows, out / "grpo_train.jsonl")), "system_prompt": SYSTEM_PROMPT},
-        "rewards": GRPO["rewards"],
-        "run_name": f"demo-code-seed{seed}",
-    }
-    (out / "grpo_recipe.yaml").write_text(yaml.safe_dump(grpo_recipe, sort_keys=False))
-    result = train(load_train_recipe(out / "grpo_recipe.yaml"))
-    stage("grpo")
-    policy_acc = accuracy("policy", out / "grpo")
-
-    # 4. Rejection sampling from the RL checkpoint, into the same trace store, judged by the same sandbox.
-    n_sample = QUICK["sample_problems"] if quick else REJECTION_SAMPLING["num_problems"]
-    sample_rows = make_problems(n_sample, seed=seed + 2, exclude=held_questions)
-    sampled = sample_traces(
-        out / "grpo", sample_rows, result.traces_dir,
-        reward_specs=[(r["name"], r["weight"], {}) for r in GRPO["rewards"]],
-        num_samples=REJECTION_SAMPLING["num_samples"], temperature=REJECTION_SAMPLING["temperature"],
-        max_new_tokens=GRPO["max_completion_length"], seed=seed, run_id=f"demo-code-seed{seed}-sample",
-        system_prompt=SYSTEM_PROMPT,
-    )
-    print(f"[demo] rejection sampling: {sampled['correct']} of {sampled['samples']} samples pass every test")
-    stage("rejection_sampling")
-
-    # 5. Export the programs that passed every test, and distill the small student on them.
-    stats = export(result.traces_dir, out / "export", min_reward=1.0, correct_only=True, select="all")
-    stage("export")
-    student_base_acc = accuracy("student_base", models / "student_base")
-    distill_args = dict(DISTILL, **({"max_steps": QUICK["distill_steps"]} if quick else {}))
-    if stats.kept:
-        run_sft(models / "student_base", load_messages(out / "export"), sft_config(models / "student", distill_args,
-                                                                                     seed))
-        student_acc = accuracy("student", models / "student")
-    else:
-        student_acc = student_base_acc
-    stage("distill")
-
-    summary = {
-        "task": "code",
-        "warm_start_accuracy": warm_acc,
-        "policy_accuracy": policy_acc,
-        "student_base_accuracy": student_base_acc,
-        "student_accuracy": student_acc,
-        "by_family": evals,
-        "traces": stats.read,
-        "exported": stats.kept,
-        "heldout_problems": len(heldout),
-        "grpo_steps": result.global_step,
-        "grpo_traces": stats.read - sampled["samples"],
-        "sampled_traces": sampled["samples"],
-        "seed": seed,
-        "quick": quick,
-        "stage_seconds": timings,
-        "wall_seconds": round(time.time() - start, 1),
-    }
-    plot_reward_curve(result.log_history, out / "reward_curve.png")  # one reward, so "reward" is the pass rate
-    from rl_reason.report import write_report
-
-    write_report(out / "grpo", out / "report.html")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print_summary(summary)
-    return summary
+    return run_pipeline(CodeTask(seed, quick), output, seed, quick, report_to)

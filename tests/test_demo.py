@@ -16,6 +16,9 @@ def test_quick_demo_writes_summary_and_plot(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["task"] == "math" and summary["quick"]
+    # "student" is there only when the export is not empty
+    assert {"warm_start", "policy", "student_base"} <= set(summary["by_family"])
     for key in ["warm_start_accuracy", "policy_accuracy", "student_base_accuracy", "student_accuracy"]:
         assert 0.0 <= summary[key] <= 1.0
     assert summary["grpo_traces"] == summary["grpo_steps"] * 64 > 0
